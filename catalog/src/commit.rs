@@ -1,0 +1,428 @@
+//! The commit layer iceberg 0.10.1 lacks: one snapshot that adds and removes data files.
+//!
+//! iceberg's `Transaction` only fast-appends, and its action and commit builders are
+//! crate-private, so this module builds the snapshot from the public pieces
+//! (`ManifestWriterBuilder`, `ManifestListWriter`, `Snapshot::builder`, `TableMetadataBuilder`,
+//! `MetadataLocation`) and publishes it with the backend's compare-and-swap.
+//!
+//! Every attempt starts from the table's newest metadata, so a concurrent append is carried
+//! into the new snapshot instead of being lost. Before each attempt the commit states its
+//! optimistic requirements against that metadata: every file it removes must still be live, and
+//! the caller's own check (a bookmark not yet committed, say) must pass. A lost race is retried;
+//! a failed requirement is not, because the caller has to plan again.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::spec::{
+    DataContentType, DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
+    ManifestWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata, TableMetadataBuilder,
+};
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableIdent};
+use uuid::Uuid;
+
+use crate::backend::CatalogBackend;
+use crate::{Error, Result};
+
+/// A check the caller states against the newest metadata before each attempt. It returns
+/// `Err(reason)` when the commit must not happen (for example: the bookmark moved).
+pub type Requirement = Arc<dyn Fn(&TableMetadata) -> Result<(), String> + Send + Sync>;
+
+/// Summary keys with this prefix are bookmarks: every commit carries them forward from the
+/// snapshot it builds on unless it sets them itself, so a compaction or any other writer never
+/// loses a job's position.
+pub const BOOKMARK_PREFIX: &str = "cryptolake.bookmark.";
+
+/// Summary keys whose totals the commit maintains (Iceberg spec, "Snapshot summary").
+const TOTAL_KEYS: [(&str, &str, &str); 3] = [
+    ("total-data-files", "added-data-files", "deleted-data-files"),
+    ("total-records", "added-records", "deleted-records"),
+    ("total-files-size", "added-files-size", "removed-files-size"),
+];
+
+/// What a successful commit produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitOutcome {
+    pub snapshot_id: i64,
+    pub sequence_number: i64,
+    pub metadata_location: String,
+    /// How many attempts it took (1 when nobody raced it).
+    pub attempts: u32,
+}
+
+/// One snapshot to commit: files in, files out, snapshot properties.
+#[derive(Clone)]
+pub struct SnapshotCommit {
+    ident: TableIdent,
+    operation: Operation,
+    added: Vec<DataFile>,
+    removed: Vec<String>,
+    properties: HashMap<String, String>,
+    requirement: Option<Requirement>,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for SnapshotCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotCommit")
+            .field("ident", &self.ident)
+            .field("operation", &self.operation)
+            .field("added", &self.added.len())
+            .field("removed", &self.removed.len())
+            .field("properties", &self.properties)
+            .finish()
+    }
+}
+
+impl SnapshotCommit {
+    fn new(ident: TableIdent, operation: Operation) -> Self {
+        Self {
+            ident,
+            operation,
+            added: Vec::new(),
+            removed: Vec::new(),
+            properties: HashMap::new(),
+            requirement: None,
+            max_attempts: 10,
+        }
+    }
+
+    /// New files only (`append`).
+    pub fn append(ident: TableIdent) -> Self {
+        Self::new(ident, Operation::Append)
+    }
+
+    /// Some files replaced by others with different rows (`overwrite`).
+    pub fn overwrite(ident: TableIdent) -> Self {
+        Self::new(ident, Operation::Overwrite)
+    }
+
+    /// Files rewritten with the same rows (`replace`, what compaction commits).
+    pub fn replace(ident: TableIdent) -> Self {
+        Self::new(ident, Operation::Replace)
+    }
+
+    pub fn add_files(mut self, files: impl IntoIterator<Item = DataFile>) -> Self {
+        self.added.extend(files);
+        self
+    }
+
+    /// Removes the data files at these paths; each must be live when the commit lands.
+    pub fn remove_files(mut self, paths: impl IntoIterator<Item = String>) -> Self {
+        self.removed.extend(paths);
+        self
+    }
+
+    /// A snapshot summary property (bookmarks live here).
+    pub fn set_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// A requirement checked against the newest metadata before every attempt.
+    pub fn require(mut self, requirement: Requirement) -> Self {
+        self.requirement = Some(requirement);
+        self
+    }
+
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn ident(&self) -> &TableIdent {
+        &self.ident
+    }
+
+    /// Commits, retrying lost races with a short backoff.
+    pub async fn commit(&self, backend: &dyn CatalogBackend) -> Result<CommitOutcome> {
+        let mut attempt = 1;
+        loop {
+            match self.attempt(backend).await {
+                Ok(snapshot) => {
+                    return Ok(CommitOutcome {
+                        attempts: attempt,
+                        ..snapshot
+                    });
+                }
+                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                    tracing::info!(table = %self.ident, attempt, error = %e, "commit retried");
+                    let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 50);
+                    let backoff = 20u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn attempt(&self, backend: &dyn CatalogBackend) -> Result<CommitOutcome> {
+        let table = backend.load_table(&self.ident).await?;
+        let metadata = table.metadata();
+        if let Some(requirement) = &self.requirement {
+            requirement(metadata).map_err(|reason| self.requirement_failed(reason))?;
+        }
+        let mut producer = Producer::new(&table, self)?;
+        let mut manifests = producer.carry_manifests(&self.removed).await?;
+        if !self.added.is_empty() {
+            manifests.push(producer.write_added(&self.added).await?);
+        }
+        let summary = producer.summary(self)?;
+        let snapshot = producer.write_snapshot(manifests, summary).await?;
+        let new_metadata = TableMetadataBuilder::new_from_metadata(
+            metadata.clone(),
+            table.metadata_location().map(str::to_string),
+        )
+        .add_snapshot(snapshot)?
+        .set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(
+                producer.snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        )?
+        .build()?
+        .metadata;
+        let current_location = table.metadata_location_result()?;
+        let new_location = MetadataLocation::from_str(current_location)?
+            .with_next_version()
+            .with_new_metadata(&new_metadata);
+        new_metadata
+            .write_to(table.file_io(), &new_location)
+            .await?;
+        let new_location = new_location.to_string();
+        backend
+            .swap_metadata(&self.ident, current_location, &new_location)
+            .await?;
+        Ok(CommitOutcome {
+            snapshot_id: producer.snapshot_id,
+            sequence_number: producer.sequence_number,
+            metadata_location: new_location,
+            attempts: 0,
+        })
+    }
+
+    fn requirement_failed(&self, reason: impl Into<String>) -> Error {
+        Error::RequirementFailed {
+            table: self.ident.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The state of one commit attempt against one base metadata.
+struct Producer<'a> {
+    table: &'a Table,
+    snapshot_id: i64,
+    sequence_number: i64,
+    commit_uuid: Uuid,
+    manifest_counter: u32,
+    removed_files: Vec<DataFile>,
+}
+
+impl<'a> Producer<'a> {
+    fn new(table: &'a Table, commit: &SnapshotCommit) -> Result<Self> {
+        let metadata = table.metadata();
+        for file in &commit.added {
+            if file.content_type() != DataContentType::Data {
+                return Err(commit.requirement_failed("only data files can be added"));
+            }
+            // `partition_spec_id` has no public getter in 0.10.1; the tuple's arity is the check
+            // we can make (files are always written for the table's default spec).
+            let want = metadata.default_partition_type().fields().len();
+            if file.partition().fields().len() != want {
+                return Err(commit.requirement_failed(format!(
+                    "file {} has a partition tuple of {} fields, the table's spec has {want}",
+                    file.file_path(),
+                    file.partition().fields().len(),
+                )));
+            }
+        }
+        Ok(Self {
+            table,
+            snapshot_id: unique_snapshot_id(metadata),
+            sequence_number: metadata.next_sequence_number(),
+            commit_uuid: Uuid::now_v7(),
+            manifest_counter: 0,
+            removed_files: Vec::new(),
+        })
+    }
+
+    fn manifest_writer(&mut self) -> Result<ManifestWriter> {
+        let metadata = self.table.metadata();
+        let path = format!(
+            "{}/metadata/{}-m{}.avro",
+            metadata.location(),
+            self.commit_uuid,
+            self.manifest_counter
+        );
+        self.manifest_counter += 1;
+        let output = self.table.file_io().new_output(path)?;
+        Ok(ManifestWriterBuilder::new(
+            output,
+            Some(self.snapshot_id),
+            metadata.current_schema().clone(),
+            metadata.default_partition_spec().as_ref().clone(),
+        )
+        .build_v2_data())
+    }
+
+    /// The base snapshot's manifests, with those that hold a removed file rewritten so that
+    /// the file is marked deleted and the rest stay as existing.
+    async fn carry_manifests(&mut self, removed: &[String]) -> Result<Vec<ManifestFile>> {
+        let Some(current) = self.table.metadata().current_snapshot() else {
+            return match removed.first() {
+                None => Ok(Vec::new()),
+                Some(path) => Err(self.missing(path)),
+            };
+        };
+        let list = self.table.manifest_list_reader(current).load().await?;
+        let wanted: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        let mut found: HashSet<String> = HashSet::new();
+        let mut out = Vec::new();
+        for manifest_file in list.entries() {
+            if wanted.is_empty() || manifest_file.content != ManifestContentType::Data {
+                out.push(manifest_file.clone());
+                continue;
+            }
+            let manifest = manifest_file.load_manifest(self.table.file_io()).await?;
+            let touched = manifest
+                .entries()
+                .iter()
+                .any(|e| e.is_alive() && wanted.contains(e.file_path()));
+            if !touched {
+                out.push(manifest_file.clone());
+                continue;
+            }
+            let mut writer = self.manifest_writer()?;
+            for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                let seq = entry
+                    .sequence_number
+                    .unwrap_or(manifest_file.sequence_number);
+                let file_seq = entry.file_sequence_number.or(Some(seq));
+                let data_file = entry.data_file.clone();
+                if wanted.contains(entry.file_path()) {
+                    found.insert(entry.file_path().to_string());
+                    self.removed_files.push(data_file.clone());
+                    writer.add_delete_file(data_file, seq, file_seq)?;
+                } else {
+                    let added_by = entry.snapshot_id.unwrap_or(manifest_file.added_snapshot_id);
+                    writer.add_existing_file(data_file, added_by, seq, file_seq)?;
+                }
+            }
+            out.push(writer.write_manifest_file().await?);
+        }
+        if let Some(path) = removed.iter().find(|p| !found.contains(p.as_str())) {
+            return Err(self.missing(path));
+        }
+        Ok(out)
+    }
+
+    fn missing(&self, path: &str) -> Error {
+        Error::RequirementFailed {
+            table: self.table.identifier().to_string(),
+            reason: format!("file to remove is no longer in the table: {path}"),
+        }
+    }
+
+    async fn write_added(&mut self, added: &[DataFile]) -> Result<ManifestFile> {
+        let mut writer = self.manifest_writer()?;
+        for file in added {
+            writer.add_file(file.clone(), self.sequence_number)?;
+        }
+        Ok(writer.write_manifest_file().await?)
+    }
+
+    /// The summary: operation, added/deleted figures, running totals, the caller's properties.
+    fn summary(&self, commit: &SnapshotCommit) -> Result<Summary> {
+        let metadata = self.table.metadata();
+        let schema = metadata.current_schema().clone();
+        let spec = metadata.default_partition_spec().clone();
+        let mut collector = SnapshotSummaryCollector::default();
+        for file in &commit.added {
+            collector.add_file(file, schema.clone(), spec.clone());
+        }
+        for file in &self.removed_files {
+            collector.remove_file(file, schema.clone(), spec.clone());
+        }
+        let mut properties = commit.properties.clone();
+        properties.extend(collector.build());
+        let previous = metadata
+            .current_snapshot()
+            .map(|s| s.summary().additional_properties.clone())
+            .unwrap_or_default();
+        for (key, value) in &previous {
+            if key.starts_with(BOOKMARK_PREFIX) && !properties.contains_key(key) {
+                properties.insert(key.clone(), value.clone());
+            }
+        }
+        for (total, added, deleted) in TOTAL_KEYS {
+            let get = |map: &HashMap<String, String>, key: &str| -> i128 {
+                map.get(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+            };
+            let value = get(&previous, total) + get(&properties, added) - get(&properties, deleted);
+            properties.insert(total.to_string(), value.max(0).to_string());
+        }
+        for key in [
+            "total-delete-files",
+            "total-position-deletes",
+            "total-equality-deletes",
+        ] {
+            let value = previous.get(key).cloned().unwrap_or_else(|| "0".into());
+            properties.insert(key.to_string(), value);
+        }
+        Ok(Summary {
+            operation: commit.operation.clone(),
+            additional_properties: properties,
+        })
+    }
+
+    async fn write_snapshot(
+        &self,
+        manifests: Vec<ManifestFile>,
+        summary: Summary,
+    ) -> Result<Snapshot> {
+        let metadata = self.table.metadata();
+        let path = format!(
+            "{}/metadata/snap-{}-1-{}.avro",
+            metadata.location(),
+            self.snapshot_id,
+            self.commit_uuid
+        );
+        let output = self.table.file_io().new_output(&path)?;
+        let mut list = ManifestListWriter::v2(
+            output.writer().await?,
+            self.snapshot_id,
+            metadata.current_snapshot_id(),
+            self.sequence_number,
+        );
+        list.add_manifests(manifests.into_iter())?;
+        list.close().await?;
+        Ok(Snapshot::builder()
+            .with_manifest_list(path)
+            .with_snapshot_id(self.snapshot_id)
+            .with_parent_snapshot_id(metadata.current_snapshot_id())
+            .with_sequence_number(self.sequence_number)
+            .with_summary(summary)
+            .with_schema_id(metadata.current_schema_id())
+            .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
+            .build())
+    }
+}
+
+/// A positive snapshot id the table has not used.
+fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (hi, lo) = Uuid::new_v4().as_u64_pair();
+        let id = ((hi ^ lo) >> 1) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}

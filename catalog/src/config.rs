@@ -1,0 +1,110 @@
+//! Catalog configuration: which catalog, where its warehouse is.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which catalog implementation holds the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogKind {
+    /// The embedded default: a SQLite file with iceberg's SQL catalog schema.
+    #[default]
+    Sqlite,
+}
+
+/// Where the tables live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    #[serde(rename = "type")]
+    pub kind: CatalogKind,
+    /// The catalog name (`catalog_name` in the SQL catalog).
+    pub name: String,
+    /// The SQLite database file (SQLite catalog).
+    pub path: PathBuf,
+    /// The warehouse root: a local directory, `file:///...` or `s3://bucket/prefix`.
+    pub warehouse: String,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            kind: CatalogKind::Sqlite,
+            name: "cryptolake".into(),
+            path: PathBuf::from("lake/catalog.db"),
+            warehouse: "lake/warehouse".into(),
+        }
+    }
+}
+
+impl CatalogConfig {
+    /// Checks that the configuration can be used.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid("catalog.name must not be empty"));
+        }
+        if self.warehouse.trim().is_empty() {
+            return Err(Error::invalid("catalog.warehouse must not be empty"));
+        }
+        if self.kind == CatalogKind::Sqlite && self.path.as_os_str().is_empty() {
+            return Err(Error::invalid("catalog.path must name the SQLite file"));
+        }
+        Ok(())
+    }
+
+    /// Resolves relative paths against `base` (the directory of the config file).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if self.path.is_relative() {
+            self.path = base.join(&self.path);
+        }
+        if !self.warehouse.contains("://") && Path::new(&self.warehouse).is_relative() {
+            self.warehouse = base.join(&self.warehouse).to_string_lossy().into_owned();
+        }
+    }
+
+    /// The warehouse as a URL: local paths become `file:///abs/path`.
+    pub fn warehouse_url(&self) -> Result<String> {
+        if self.warehouse.contains("://") {
+            return Ok(self.warehouse.trim_end_matches('/').to_string());
+        }
+        let path = Path::new(&self.warehouse);
+        let abs = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir()
+                .map_err(|source| Error::Io {
+                    context: "reading the current directory".into(),
+                    source,
+                })?
+                .join(path)
+        };
+        Ok(format!(
+            "file://{}",
+            abs.to_string_lossy().trim_end_matches('/')
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let mut c = CatalogConfig::default();
+        c.resolve_paths(Path::new("/srv/lake1"));
+        assert_eq!(c.path, PathBuf::from("/srv/lake1/lake/catalog.db"));
+        assert_eq!(
+            c.warehouse_url().unwrap(),
+            "file:///srv/lake1/lake/warehouse"
+        );
+        c.warehouse = "s3://bucket/prefix/".into();
+        assert_eq!(c.warehouse_url().unwrap(), "s3://bucket/prefix");
+        c.validate().unwrap();
+        c.name = " ".into();
+        assert!(c.validate().is_err());
+    }
+}

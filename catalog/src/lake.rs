@@ -1,0 +1,105 @@
+//! [`Lake`]: the one handle jobs hold, over whichever catalog is configured.
+
+use std::sync::Arc;
+
+use iceberg::TableIdent;
+use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
+use iceberg::table::Table;
+
+use crate::backend::CatalogBackend;
+use crate::commit::{CommitOutcome, SnapshotCommit};
+use crate::config::{CatalogConfig, CatalogKind};
+use crate::layout::TableLayout;
+use crate::sqlite::SqliteCatalog;
+use crate::{Error, Result};
+
+/// A catalog plus its warehouse storage.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    backend: Arc<dyn CatalogBackend>,
+}
+
+impl Lake {
+    /// Opens the configured catalog.
+    pub async fn open(config: &CatalogConfig) -> Result<Self> {
+        config.validate()?;
+        let warehouse = config.warehouse_url()?;
+        let backend: Arc<dyn CatalogBackend> = match config.kind {
+            CatalogKind::Sqlite => {
+                let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
+                if let Some(dir) = warehouse.strip_prefix("file://") {
+                    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                        context: format!("creating warehouse {dir}"),
+                        source,
+                    })?;
+                }
+                Arc::new(
+                    SqliteCatalog::open(&config.name, &config.path, &warehouse, file_io).await?,
+                )
+            }
+        };
+        Ok(Self { backend })
+    }
+
+    /// Wraps an already open backend.
+    pub fn from_backend(backend: Arc<dyn CatalogBackend>) -> Self {
+        Self { backend }
+    }
+
+    pub fn backend(&self) -> &dyn CatalogBackend {
+        self.backend.as_ref()
+    }
+
+    pub fn file_io(&self) -> &FileIO {
+        self.backend.file_io()
+    }
+
+    /// Loads the table, creating it from its layout when it does not exist yet.
+    pub async fn ensure_table(&self, layout: &TableLayout) -> Result<Table> {
+        let ident = layout.ident();
+        if self.backend.table_exists(&ident).await? {
+            return self.backend.load_table(&ident).await;
+        }
+        match self.backend.create_table(&ident, layout.creation()?).await {
+            Ok(table) => Ok(table),
+            // Another job created it between our check and our insert.
+            Err(Error::CommitConflict { .. }) => self.backend.load_table(&ident).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        self.backend.load_table(ident).await
+    }
+
+    /// The table, or `None` when it does not exist.
+    pub async fn table_if_exists(&self, ident: &TableIdent) -> Result<Option<Table>> {
+        if self.backend.table_exists(ident).await? {
+            Ok(Some(self.backend.load_table(ident).await?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Every table of every namespace, sorted.
+    pub async fn list_tables(&self) -> Result<Vec<TableIdent>> {
+        let mut all = Vec::new();
+        for namespace in self.backend.list_namespaces().await? {
+            all.extend(self.backend.list_tables(&namespace).await?);
+        }
+        Ok(all)
+    }
+
+    /// Commits one snapshot (see [`SnapshotCommit`]).
+    pub async fn commit(&self, commit: &SnapshotCommit) -> Result<CommitOutcome> {
+        commit.commit(self.backend.as_ref()).await
+    }
+}
+
+/// Parses `namespace.table`.
+pub fn parse_ident(name: &str) -> Result<TableIdent> {
+    TableIdent::from_strs(name.split('.'))
+        .ok()
+        .filter(|i| !i.namespace().is_empty() && !i.name().is_empty() && name.contains('.'))
+        .ok_or_else(|| Error::Invalid(format!("`{name}` is not a table name (namespace.table)")))
+}

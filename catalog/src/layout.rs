@@ -1,0 +1,454 @@
+//! Every table cryptolake writes: its schema, partition spec and properties, in one place.
+//!
+//! Types follow what Athena reads: `timestamp` without zone (event times are UTC), exact
+//! `decimal(38, 16)` for prices and amounts (CoinCap sends 16 decimal places), Iceberg format
+//! v2, Parquet with zstd, and only the transforms Athena supports (identity, day, month).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iceberg::spec::{
+    NestedField, PrimitiveType, Schema, SchemaRef, Transform, Type, UnboundPartitionSpec,
+};
+use iceberg::{NamespaceIdent, TableCreation, TableIdent};
+
+use crate::{Error, Result};
+
+/// Precision and scale of every price and amount column.
+pub const DECIMAL_PRECISION: u32 = 38;
+/// Decimal places kept for prices and amounts.
+pub const DECIMAL_SCALE: u32 = 16;
+
+/// The column types the layouts use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int,
+    Long,
+    Double,
+    /// `decimal(38, 16)`.
+    Decimal,
+    /// Microsecond timestamp without zone, holding UTC.
+    Timestamp,
+    Date,
+}
+
+impl ColumnType {
+    fn iceberg(self) -> Type {
+        Type::Primitive(match self {
+            ColumnType::String => PrimitiveType::String,
+            ColumnType::Int => PrimitiveType::Int,
+            ColumnType::Long => PrimitiveType::Long,
+            ColumnType::Double => PrimitiveType::Double,
+            ColumnType::Decimal => PrimitiveType::Decimal {
+                precision: DECIMAL_PRECISION,
+                scale: DECIMAL_SCALE,
+            },
+            ColumnType::Timestamp => PrimitiveType::Timestamp,
+            ColumnType::Date => PrimitiveType::Date,
+        })
+    }
+}
+
+/// One column of a layout.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColumnType,
+    pub required: bool,
+}
+
+/// One partition field: a source column and an Athena-supported transform.
+#[derive(Debug, Clone)]
+pub struct PartitionField {
+    pub column: &'static str,
+    pub transform: Transform,
+    pub name: &'static str,
+}
+
+/// A table's full definition.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    pub namespace: String,
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub partition: Vec<PartitionField>,
+}
+
+const fn opt(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        required: false,
+    }
+}
+
+const fn req(name: &'static str, ty: ColumnType) -> Column {
+    Column {
+        name,
+        ty,
+        required: true,
+    }
+}
+
+fn part(column: &'static str, transform: Transform, name: &'static str) -> PartitionField {
+    PartitionField {
+        column,
+        transform,
+        name,
+    }
+}
+
+use ColumnType::{Date, Decimal, Double, Int, Long, String as Str, Timestamp};
+
+/// The landing sources, in the order jobs process them.
+pub const LANDING_SOURCES: [&str; 6] = [
+    "coincap_assets",
+    "coincap_rates",
+    "coinbase_spot",
+    "coingecko_markets",
+    "alpaca_quotes",
+    "trades",
+];
+
+/// Metadata columns every bronze table ends with.
+pub const BRONZE_META: [Column; 4] = [
+    opt("_raw", Str),
+    req("_file", Str),
+    req("_record", Long),
+    req("_ingest_time", Timestamp),
+];
+
+/// The source fields a bronze table keeps for a landing source, as text exactly as received
+/// (numbers keep every digit). Field names are snake_case; Alpaca's one-letter names are
+/// spelled out (`ap` -> `ask_price`, `as` -> `ask_size`, `bp`, `bs`, `t` -> `timestamp`).
+pub fn bronze_source_fields(source: &str) -> Option<&'static [&'static str]> {
+    Some(match source {
+        "coincap_assets" => &[
+            "id",
+            "rank",
+            "symbol",
+            "name",
+            "supply",
+            "max_supply",
+            "market_cap_usd",
+            "volume_usd_24hr",
+            "price_usd",
+            "change_percent_24hr",
+            "vwap_24hr",
+            "explorer",
+            "timestamp",
+        ],
+        "coincap_rates" => &[
+            "id",
+            "symbol",
+            "currency_symbol",
+            "type",
+            "rate_usd",
+            "timestamp",
+        ],
+        "coinbase_spot" => &["amount", "base", "currency", "timestamp_utc"],
+        "coingecko_markets" => &[
+            "id",
+            "symbol",
+            "name",
+            "current_price",
+            "market_cap",
+            "market_cap_rank",
+            "total_volume",
+            "high_24h",
+            "low_24h",
+            "price_change_percentage_24h",
+            "circulating_supply",
+            "total_supply",
+            "max_supply",
+            "last_updated",
+        ],
+        "alpaca_quotes" => &[
+            "symbol",
+            "ask_price",
+            "ask_size",
+            "bid_price",
+            "bid_size",
+            "timestamp",
+        ],
+        "trades" => &[
+            "trade_id",
+            "user_id",
+            "symbol",
+            "side",
+            "quantity",
+            "price",
+            "timestamp",
+        ],
+        _ => return None,
+    })
+}
+
+/// `bronze.<source>`: source fields as text plus ingest metadata, partitioned by ingest day.
+pub fn bronze(source: &str) -> Result<TableLayout> {
+    let fields = bronze_source_fields(source)
+        .ok_or_else(|| Error::invalid(format!("unknown landing source `{source}`")))?;
+    let mut columns: Vec<Column> = fields.iter().map(|f| opt(f, Str)).collect();
+    columns.extend(BRONZE_META.iter().cloned());
+    Ok(TableLayout {
+        namespace: "bronze".into(),
+        name: source.into(),
+        columns,
+        partition: vec![part("_ingest_time", Transform::Day, "_ingest_day")],
+    })
+}
+
+/// Seed 003's derived date columns, shared by silver tables.
+const DATE_COLUMNS: [Column; 5] = [
+    req("date", Date),
+    req("year", Int),
+    req("month", Int),
+    req("day", Int),
+    req("hour", Int),
+];
+
+/// `silver.quotes`: one normalized row per quote from every quote-like source.
+pub fn silver_quotes() -> TableLayout {
+    let mut columns = vec![
+        req("source", Str),
+        req("symbol", Str),
+        req("price", Decimal),
+        opt("bid", Decimal),
+        opt("ask", Decimal),
+        opt("bid_size", Decimal),
+        opt("ask_size", Decimal),
+        opt("volume_24h", Decimal),
+        opt("market_cap", Decimal),
+        req("event_time", Timestamp),
+        req("ingest_time", Timestamp),
+    ];
+    columns.extend(DATE_COLUMNS.iter().cloned());
+    columns.push(req("bronze_file", Str));
+    TableLayout {
+        namespace: "silver".into(),
+        name: "quotes".into(),
+        columns,
+        partition: symbol_day("event_time"),
+    }
+}
+
+/// `silver.trades`: one row per simulated trade.
+pub fn silver_trades() -> TableLayout {
+    let mut columns = vec![
+        req("source", Str),
+        req("trade_id", Str),
+        req("user_id", Str),
+        req("symbol", Str),
+        req("side", Str),
+        req("quantity", Decimal),
+        req("price", Decimal),
+        req("event_time", Timestamp),
+        req("ingest_time", Timestamp),
+    ];
+    columns.extend(DATE_COLUMNS.iter().cloned());
+    columns.push(req("bronze_file", Str));
+    TableLayout {
+        namespace: "silver".into(),
+        name: "trades".into(),
+        columns,
+        partition: symbol_day("event_time"),
+    }
+}
+
+/// `silver.quarantine`: records that could not be parsed or failed a check, with the reason.
+pub fn silver_quarantine() -> TableLayout {
+    TableLayout {
+        namespace: "silver".into(),
+        name: "quarantine".into(),
+        columns: vec![
+            req("source", Str),
+            req("file", Str),
+            req("record", Long),
+            req("raw", Str),
+            req("reason", Str),
+            req("ingest_time", Timestamp),
+            req("quarantined_at", Timestamp),
+        ],
+        partition: vec![part("source", Transform::Identity, "source")],
+    }
+}
+
+fn candles(name: &str, transform: Transform, part_name: &'static str) -> TableLayout {
+    TableLayout {
+        namespace: "gold".into(),
+        name: name.into(),
+        columns: vec![
+            req("symbol", Str),
+            req("window_start", Timestamp),
+            req("window_end", Timestamp),
+            req("open", Decimal),
+            req("high", Decimal),
+            req("low", Decimal),
+            req("close", Decimal),
+            opt("volume", Decimal),
+            opt("vwap", Decimal),
+            req("quote_count", Long),
+            req("trade_count", Long),
+        ],
+        partition: vec![part("window_start", transform, part_name)],
+    }
+}
+
+/// `gold.candles_1m`: one-minute OHLC candles per symbol, with volume and VWAP from trades.
+pub fn gold_candles_1m() -> TableLayout {
+    candles("candles_1m", Transform::Day, "window_day")
+}
+
+/// `gold.candles_1h`: one-hour candles.
+pub fn gold_candles_1h() -> TableLayout {
+    candles("candles_1h", Transform::Month, "window_month")
+}
+
+/// `gold.market_snapshot`: seed 004's dominance and volume share per asset and snapshot.
+pub fn gold_market_snapshot() -> TableLayout {
+    TableLayout {
+        namespace: "gold".into(),
+        name: "market_snapshot".into(),
+        columns: vec![
+            req("snapshot_time", Timestamp),
+            req("source", Str),
+            req("symbol", Str),
+            opt("price", Decimal),
+            opt("market_cap", Decimal),
+            opt("volume_24h", Decimal),
+            opt("dominance_pct", Double),
+            opt("volume_pct", Double),
+        ],
+        partition: vec![part("snapshot_time", Transform::Day, "snapshot_day")],
+    }
+}
+
+/// `gold.trader_positions`: buy and sell volume and net position per user, symbol and day.
+pub fn gold_trader_positions() -> TableLayout {
+    TableLayout {
+        namespace: "gold".into(),
+        name: "trader_positions".into(),
+        columns: vec![
+            req("user_id", Str),
+            req("symbol", Str),
+            req("day", Date),
+            req("buy_quantity", Decimal),
+            req("sell_quantity", Decimal),
+            req("net_quantity", Decimal),
+            req("buy_notional", Decimal),
+            req("sell_notional", Decimal),
+            req("trade_count", Long),
+        ],
+        partition: vec![part("day", Transform::Identity, "day")],
+    }
+}
+
+fn symbol_day(time_column: &'static str) -> Vec<PartitionField> {
+    vec![
+        part("symbol", Transform::Identity, "symbol"),
+        part(time_column, Transform::Day, "event_day"),
+    ]
+}
+
+impl TableLayout {
+    /// The table's identifier, `namespace.name`.
+    pub fn ident(&self) -> TableIdent {
+        TableIdent::new(
+            NamespaceIdent::new(self.namespace.clone()),
+            self.name.clone(),
+        )
+    }
+
+    /// The Iceberg schema, field ids from 1 in column order.
+    pub fn schema(&self) -> Result<SchemaRef> {
+        let fields = self
+            .columns
+            .iter()
+            .zip(1..)
+            .map(|(c, id)| {
+                let f = if c.required {
+                    NestedField::required(id, c.name, c.ty.iceberg())
+                } else {
+                    NestedField::optional(id, c.name, c.ty.iceberg())
+                };
+                Arc::new(f)
+            })
+            .collect::<Vec<_>>();
+        Ok(Arc::new(Schema::builder().with_fields(fields).build()?))
+    }
+
+    /// The unbound partition spec.
+    pub fn partition_spec(&self) -> Result<UnboundPartitionSpec> {
+        let mut builder = UnboundPartitionSpec::builder().with_spec_id(0);
+        for p in &self.partition {
+            let id = self
+                .columns
+                .iter()
+                .position(|c| c.name == p.column)
+                .ok_or_else(|| Error::invalid(format!("no column {} to partition", p.column)))?;
+            builder = builder.add_partition_field(id as i32 + 1, p.name, p.transform)?;
+        }
+        Ok(builder.build())
+    }
+
+    /// What the catalog needs to create the table.
+    pub fn creation(&self) -> Result<TableCreation> {
+        let properties: HashMap<String, String> = [
+            ("write.format.default", "parquet"),
+            ("write.parquet.compression-codec", "zstd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Ok(TableCreation::builder()
+            .name(self.name.clone())
+            .schema(self.schema()?.as_ref().clone())
+            .partition_spec(self.partition_spec()?)
+            .properties(properties)
+            .build())
+    }
+}
+
+/// Every table the pipeline writes.
+pub fn all_layouts() -> Vec<TableLayout> {
+    let mut all: Vec<TableLayout> = LANDING_SOURCES
+        .iter()
+        .map(|s| bronze(s).expect("known source"))
+        .collect();
+    all.extend([
+        silver_quotes(),
+        silver_trades(),
+        silver_quarantine(),
+        gold_candles_1m(),
+        gold_candles_1h(),
+        gold_market_snapshot(),
+        gold_trader_positions(),
+    ]);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layout_builds_a_schema_and_spec() {
+        for layout in all_layouts() {
+            let schema = layout.schema().unwrap();
+            assert_eq!(schema.as_struct().fields().len(), layout.columns.len());
+            let spec = layout.partition_spec().unwrap();
+            iceberg::spec::PartitionSpec::builder(schema.clone())
+                .add_unbound_fields(spec.fields().iter().cloned())
+                .unwrap()
+                .build()
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn unknown_source_is_an_error() {
+        assert!(bronze("nope").is_err());
+        assert_eq!(bronze("trades").unwrap().columns.len(), 7 + 4);
+    }
+}

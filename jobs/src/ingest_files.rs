@@ -1,0 +1,206 @@
+//! `ingest-files`: new landing files become rows of one bronze table per source.
+//!
+//! Exactly once without a checkpoint directory: the files a run takes are recorded in the
+//! summary of the snapshot that holds their rows (key [`FILES_KEY`]). A run lists the files
+//! no snapshot of the table has taken, writes their rows, and commits rows and file list in one
+//! snapshot, requiring (again, on every retry) that no other run took them meanwhile. A crash
+//! before the commit leaves only unreferenced files; the next run takes the same files again.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use cryptolake_catalog::layout::{self, LANDING_SOURCES};
+use cryptolake_catalog::{Requirement, SnapshotCommit};
+use iceberg::spec::TableMetadata;
+use serde::Serialize;
+
+use crate::context::JobContext;
+use crate::fault::maybe_crash;
+use crate::sources::bronze::BronzeBuilder;
+use crate::sources::landing::{self, LandingFile};
+use crate::sources::records::{Record, RecordDecoder};
+use crate::summary::{RunSummary, SourceCounts, TableRun};
+use crate::write::{TableWriter, arrow_schema};
+use crate::{Error, Result};
+
+/// Snapshot summary key holding the landing files (relative paths, JSON array) a snapshot took.
+pub const FILES_KEY: &str = "cryptolake.ingest-files.files";
+const JOB: &str = "ingest-files";
+
+/// What one source's run will take.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourcePlan {
+    pub source: String,
+    pub table: String,
+    pub new_files: Vec<String>,
+    pub new_bytes: u64,
+    pub already_taken: usize,
+    #[serde(skip)]
+    files: Vec<LandingFile>,
+}
+
+/// The plan of an `ingest-files` run.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct IngestFilesPlan {
+    pub sources: Vec<SourcePlan>,
+}
+
+impl IngestFilesPlan {
+    pub fn is_empty(&self) -> bool {
+        self.sources.iter().all(|s| s.new_files.is_empty())
+    }
+}
+
+/// Builder for an `ingest-files` run.
+#[derive(Debug, Clone)]
+pub struct IngestFiles {
+    ctx: JobContext,
+    sources: Vec<String>,
+}
+
+/// Every landing file any snapshot of the table has taken.
+pub fn taken_files(metadata: &TableMetadata) -> HashSet<String> {
+    let mut taken = HashSet::new();
+    for snapshot in metadata.snapshots() {
+        if let Some(list) = snapshot.summary().additional_properties.get(FILES_KEY)
+            && let Ok(files) = serde_json::from_str::<Vec<String>>(list)
+        {
+            taken.extend(files);
+        }
+    }
+    taken
+}
+
+impl IngestFiles {
+    pub fn new(ctx: JobContext) -> Self {
+        Self {
+            ctx,
+            sources: LANDING_SOURCES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Limits the run to some sources.
+    pub fn with_sources(mut self, sources: Vec<String>) -> Self {
+        self.sources = sources;
+        self
+    }
+
+    /// Lists the files each source has not taken yet. Writes nothing.
+    pub async fn plan(&self) -> Result<IngestFilesPlan> {
+        let mut sources = Vec::new();
+        for source in &self.sources {
+            let layout = layout::bronze(source)?;
+            let taken = match self.ctx.lake.table_if_exists(&layout.ident()).await? {
+                Some(table) => taken_files(table.metadata()),
+                None => HashSet::new(),
+            };
+            let all = landing::list_source(&self.ctx.landing, source)?;
+            let already_taken = all.iter().filter(|f| taken.contains(&f.rel_path)).count();
+            let files: Vec<LandingFile> = all
+                .into_iter()
+                .filter(|f| !taken.contains(&f.rel_path))
+                .collect();
+            sources.push(SourcePlan {
+                source: source.clone(),
+                table: layout.ident().to_string(),
+                new_files: files.iter().map(|f| f.rel_path.clone()).collect(),
+                new_bytes: files.iter().map(|f| f.size).sum(),
+                already_taken,
+                files,
+            });
+        }
+        Ok(IngestFilesPlan { sources })
+    }
+
+    /// Ingests the planned files, one commit per source with new files.
+    pub async fn execute(&self, plan: IngestFilesPlan) -> Result<RunSummary> {
+        let started = Instant::now();
+        let ingest_us = chrono::Utc::now().timestamp_micros();
+        let mut tasks = tokio::task::JoinSet::new();
+        for source_plan in plan.sources.into_iter().filter(|s| !s.files.is_empty()) {
+            let ctx = self.ctx.clone();
+            tasks.spawn(async move { ingest_source(&ctx, source_plan, ingest_us).await });
+        }
+        let mut summary = RunSummary::new(JOB);
+        while let Some(joined) = tasks.join_next().await {
+            let (source, table, counts, run) =
+                joined.map_err(|e| Error::Invalid(format!("ingest task failed: {e}")))??;
+            summary.sources.insert(source, counts);
+            summary.tables.insert(table, run);
+        }
+        Ok(summary.finish(started.elapsed()))
+    }
+}
+
+async fn ingest_source(
+    ctx: &JobContext,
+    plan: SourcePlan,
+    ingest_us: i64,
+) -> Result<(String, String, SourceCounts, TableRun)> {
+    let layout = layout::bronze(&plan.source)?;
+    let table = ctx.lake.ensure_table(&layout).await?;
+    let mut writer = TableWriter::new(&table, ctx.settings.target_file_size)?;
+    let mut builder = BronzeBuilder::new(arrow_schema(&table)?, ingest_us);
+    let fields = layout::bronze_source_fields(&plan.source).unwrap_or(&[]);
+    let decoder = RecordDecoder::new(&plan.source, fields);
+    let mut counts = SourceCounts::default();
+    for file in &plan.files {
+        let path = file.path.clone();
+        let bytes = tokio::task::spawn_blocking(move || landing::read_file(&path))
+            .await
+            .map_err(|e| Error::Invalid(format!("reading task failed: {e}")))??;
+        let mut records: Vec<Record<'_>> = Vec::new();
+        for piece in landing::split_values(&bytes) {
+            decoder.decode(&piece, &mut records);
+        }
+        let file_id = format!("{}/{}", plan.source, file.rel_path);
+        for (index, record) in records.iter().enumerate() {
+            builder.push(&file_id, index as i64, record);
+            if builder.len() >= ctx.settings.batch_size {
+                writer.write(builder.finish()?).await?;
+            }
+        }
+        counts.records += records.len() as u64;
+        counts.files += 1;
+    }
+    if !builder.is_empty() {
+        writer.write(builder.finish()?).await?;
+    }
+    let data_files = writer.close().await?;
+    maybe_crash(JOB, "after-write");
+
+    let taken: Vec<String> = plan.files.iter().map(|f| f.rel_path.clone()).collect();
+    let wanted: HashSet<String> = taken.iter().cloned().collect();
+    let requirement: Requirement = std::sync::Arc::new(move |metadata| {
+        let already = taken_files(metadata);
+        match wanted.iter().find(|f| already.contains(*f)) {
+            Some(f) => Err(format!("landing file {f} was taken by a concurrent run")),
+            None => Ok(()),
+        }
+    });
+    let run = TableRun {
+        rows_in: counts.records,
+        rows_out: counts.records,
+        files_written: data_files.len() as u64,
+        bytes_written: data_files.iter().map(|f| f.file_size_in_bytes()).sum(),
+        ..Default::default()
+    };
+    let commit = SnapshotCommit::append(layout.ident())
+        .add_files(data_files)
+        .set_property(FILES_KEY, serde_json::to_string(&taken).unwrap_or_default())
+        .set_property("cryptolake.job", JOB)
+        .require(requirement);
+    let outcome = ctx.lake.commit(&commit).await?;
+    maybe_crash(JOB, "after-commit");
+    counts.good = counts.records;
+    Ok((
+        plan.source,
+        layout.ident().to_string(),
+        counts,
+        TableRun {
+            snapshot_id: Some(outcome.snapshot_id),
+            commit_attempts: outcome.attempts,
+            ..run
+        },
+    ))
+}

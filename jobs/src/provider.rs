@@ -1,0 +1,302 @@
+//! Iceberg tables as DataFusion tables: a `TableProvider` over a snapshot (or an explicit file
+//! list) and `IcebergScanExec`, a scan node that spreads the snapshot's files over partitions
+//! (balanced by bytes) so DataFusion reads them on every core.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use cryptolake_catalog::Lake;
+use datafusion::catalog::{MemorySchemaProvider, Session};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::datasource::{TableProvider, TableType};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use iceberg::scan::FileScanTask;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+
+use crate::{Result, scan};
+
+fn df_err(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// An Iceberg table (current snapshot, a chosen snapshot, or given files) for DataFusion.
+#[derive(Debug, Clone)]
+pub struct IcebergProvider {
+    table: Table,
+    snapshot_id: Option<i64>,
+    files: Option<Vec<DataFile>>,
+    schema: SchemaRef,
+}
+
+impl IcebergProvider {
+    /// The table's current snapshot.
+    pub fn new(table: Table) -> Result<Self> {
+        let schema = scan::plain_schema(&table)?;
+        Ok(Self {
+            table,
+            snapshot_id: None,
+            files: None,
+            schema,
+        })
+    }
+
+    /// The table as of a snapshot (time travel).
+    pub fn at_snapshot(table: Table, snapshot_id: i64) -> Result<Self> {
+        Ok(Self {
+            snapshot_id: Some(snapshot_id),
+            ..Self::new(table)?
+        })
+    }
+
+    /// Only these data files of the table.
+    pub fn with_files(table: Table, files: Vec<DataFile>) -> Result<Self> {
+        Ok(Self {
+            files: Some(files),
+            ..Self::new(table)?
+        })
+    }
+
+    async fn tasks(&self, columns: &[&str]) -> Result<Vec<FileScanTask>> {
+        if let Some(files) = &self.files {
+            return scan::tasks_for_files(&self.table, files, Some(columns));
+        }
+        let snapshot = match self.snapshot_id {
+            Some(id) => Some(id),
+            None => self.table.metadata().current_snapshot_id(),
+        };
+        let Some(snapshot) = snapshot else {
+            return Ok(Vec::new());
+        };
+        let mut builder = self.table.scan().snapshot_id(snapshot);
+        builder = if columns.is_empty() {
+            builder.select_empty()
+        } else {
+            builder.select(columns.iter().copied())
+        };
+        Ok(builder.build()?.plan_files().await?.try_collect().await?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for IcebergProvider {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(p) => Arc::new(self.schema.project(p)?),
+            None => self.schema.clone(),
+        };
+        let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let tasks = self.tasks(&columns).await.map_err(df_err)?;
+        let partitions = state.config().target_partitions().max(1);
+        Ok(Arc::new(IcebergScanExec::new(
+            self.table.clone(),
+            group_by_size(tasks, partitions),
+            schema,
+            state.config().batch_size(),
+            limit,
+        )))
+    }
+}
+
+/// Splits tasks into at most `n` groups of about equal bytes (largest first, to the lightest).
+pub fn group_by_size(mut tasks: Vec<FileScanTask>, n: usize) -> Vec<Vec<FileScanTask>> {
+    let n = n.min(tasks.len()).max(1);
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.length));
+    let mut groups: Vec<(u64, Vec<FileScanTask>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for task in tasks {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("n >= 1");
+        lightest.0 += task.length;
+        lightest.1.push(task);
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// Reads groups of Iceberg file scan tasks, one group per output partition.
+#[derive(Debug)]
+pub struct IcebergScanExec {
+    table: Table,
+    groups: Vec<Vec<FileScanTask>>,
+    schema: SchemaRef,
+    batch_size: usize,
+    limit: Option<usize>,
+    properties: Arc<PlanProperties>,
+}
+
+impl IcebergScanExec {
+    pub fn new(
+        table: Table,
+        groups: Vec<Vec<FileScanTask>>,
+        schema: SchemaRef,
+        batch_size: usize,
+        limit: Option<usize>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(groups.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            table,
+            groups,
+            schema,
+            batch_size,
+            limit,
+            properties,
+        }
+    }
+
+    /// The task groups, one per partition.
+    pub fn groups(&self) -> &[Vec<FileScanTask>] {
+        &self.groups
+    }
+}
+
+impl DisplayAs for IcebergScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let files: usize = self.groups.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "IcebergScanExec: table={}, partitions={}, files={files}",
+            self.table.identifier(),
+            self.groups.len()
+        )
+    }
+}
+
+impl ExecutionPlan for IcebergScanExec {
+    fn name(&self) -> &str {
+        "IcebergScanExec"
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let tasks = self.groups.get(partition).cloned().unwrap_or_default();
+        let schema = self.schema.clone();
+        let batches = scan::read(&self.table, tasks, self.batch_size).map_err(df_err)?;
+        let out_schema = schema.clone();
+        let stream = batches.map(move |batch| {
+            let batch = batch.map_err(df_err)?;
+            // Same columns, under the provider's plain schema (no Parquet field-id metadata).
+            Ok(RecordBatch::try_new(
+                out_schema.clone(),
+                batch.columns().to_vec(),
+            )?)
+        });
+        let stream: SendableRecordBatchStream = match self.limit {
+            Some(limit) => Box::pin(RecordBatchStreamAdapter::new(
+                schema,
+                limit_rows(stream, limit),
+            )),
+            None => Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        };
+        Ok(stream)
+    }
+}
+
+/// Stops a stream after `limit` rows.
+fn limit_rows(
+    stream: impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static,
+    limit: usize,
+) -> impl futures::Stream<Item = DfResult<RecordBatch>> + Send + 'static {
+    let mut left = limit;
+    stream
+        .take_while(move |_| {
+            let go = left > 0;
+            futures::future::ready(go)
+        })
+        .map(move |b| {
+            let b = b?;
+            let n = b.num_rows().min(left);
+            left -= n;
+            Ok(b.slice(0, n))
+        })
+}
+
+/// A DataFusion session with every table of the lake registered as `namespace.table`.
+pub async fn session_with_lake(lake: &Lake) -> Result<SessionContext> {
+    let ctx = SessionContext::new();
+    register_lake(&ctx, lake).await?;
+    Ok(ctx)
+}
+
+/// Registers every table of the lake in `ctx`.
+pub async fn register_lake(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let catalog = ctx
+        .catalog("datafusion")
+        .ok_or_else(|| crate::Error::Invalid("DataFusion has no default catalog".into()))?;
+    for ident in lake.list_tables().await? {
+        let namespace = ident.namespace().join(".");
+        if catalog.schema(&namespace).is_none() {
+            catalog.register_schema(&namespace, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let table = lake.load_table(&ident).await?;
+        let provider = IcebergProvider::new(table)?;
+        ctx.register_table(
+            datafusion::sql::TableReference::partial(namespace, ident.name()),
+            Arc::new(provider),
+        )?;
+    }
+    Ok(())
+}
+
+/// The provider's schema for a table, without Parquet metadata (for tests and callers).
+pub fn schema_of(provider: &IcebergProvider) -> Arc<Schema> {
+    provider.schema.clone()
+}

@@ -1,0 +1,510 @@
+//! `silver`: new bronze rows become `silver.quotes`, `silver.trades` and `silver.quarantine`.
+//!
+//! Each silver table keeps, per bronze source, the last bronze snapshot it consumed (summary
+//! key `cryptolake.bookmark.silver.<source>`, carried forward by every commit). A run reads
+//! only the bronze snapshots appended after the oldest of those bookmarks, streams their
+//! batches, and gives each output only the rows of snapshots after its own bookmark, so a
+//! crash between the three commits never duplicates or loses a row. Quotes are deduplicated on
+//! `(source, symbol, event_time)` and trades on `trade_id`, within the run and against what the
+//! table already holds in the partitions touched.
+
+mod batches;
+mod dedup;
+pub mod normalize;
+pub mod parse;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
+use cryptolake_catalog::{Requirement, SnapshotCommit};
+use futures::TryStreamExt;
+use iceberg::table::Table;
+use serde::Serialize;
+
+use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, TradeBatch};
+use self::dedup::{KeyIndex, QuoteKey, quote_key, trade_key};
+use self::normalize::{Fields, Normalized, normalize};
+use crate::context::JobContext;
+use crate::fault::maybe_crash;
+use crate::scan::{self, AppendedFiles};
+use crate::summary::{RunSummary, SourceCounts, TableRun};
+use crate::write::{TableWriter, arrow_schema};
+use crate::{Error, Result};
+
+const JOB: &str = "silver";
+const DAY_US: i64 = 86_400_000_000;
+
+/// The three outputs, in commit order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    Quotes,
+    Trades,
+    Quarantine,
+}
+
+impl Output {
+    const ALL: [Output; 3] = [Output::Quotes, Output::Trades, Output::Quarantine];
+
+    fn layout(self) -> TableLayout {
+        match self {
+            Output::Quotes => layout::silver_quotes(),
+            Output::Trades => layout::silver_trades(),
+            Output::Quarantine => layout::silver_quarantine(),
+        }
+    }
+}
+
+/// The summary key of a silver table's bookmark on one bronze source.
+pub fn bookmark_key(source: &str) -> String {
+    format!(
+        "{}silver.{source}",
+        cryptolake_catalog::commit::BOOKMARK_PREFIX
+    )
+}
+
+/// New bronze data of one source.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilverInput {
+    pub source: String,
+    pub bronze_table: String,
+    /// Each output's bookmark (bronze snapshot id) when the plan was made.
+    pub bookmarks: BTreeMap<Output, Option<i64>>,
+    /// The bronze snapshot every output will have consumed after the run.
+    pub through_snapshot: i64,
+    pub snapshots: usize,
+    pub files: usize,
+    pub records: u64,
+    #[serde(skip)]
+    appended: Vec<AppendedFiles>,
+    /// Per output, the bronze snapshots it still has to take.
+    #[serde(skip)]
+    pending: HashMap<Output, HashSet<i64>>,
+}
+
+/// The plan of a silver run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SilverPlan {
+    pub inputs: Vec<SilverInput>,
+}
+
+impl SilverPlan {
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+}
+
+/// Builder for a silver run.
+#[derive(Debug, Clone)]
+pub struct Silver {
+    ctx: JobContext,
+    sources: Vec<String>,
+}
+
+impl Silver {
+    pub fn new(ctx: JobContext) -> Self {
+        Self {
+            ctx,
+            sources: LANDING_SOURCES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Finds the bronze snapshots each output has not consumed. Writes nothing.
+    pub async fn plan(&self) -> Result<SilverPlan> {
+        let mut outputs = HashMap::new();
+        for out in Output::ALL {
+            outputs.insert(
+                out,
+                self.ctx.lake.table_if_exists(&out.layout().ident()).await?,
+            );
+        }
+        let mut inputs = Vec::new();
+        for source in &self.sources {
+            let ident = layout::bronze(source)?.ident();
+            let Some(bronze) = self.ctx.lake.table_if_exists(&ident).await? else {
+                continue;
+            };
+            let Some(current) = bronze.metadata().current_snapshot_id() else {
+                continue;
+            };
+            let key = bookmark_key(source);
+            let mut bookmarks = BTreeMap::new();
+            let mut pending = HashMap::new();
+            let mut oldest: Option<Option<i64>> = None;
+            for out in Output::ALL {
+                let mark = outputs[&out].as_ref().and_then(|t| scan::bookmark(t, &key));
+                let after = scan::snapshots_after(&bronze, mark)?;
+                let ids: HashSet<i64> = after.iter().map(|s| s.snapshot_id()).collect();
+                let is_older = oldest.as_ref().is_none_or(|o| {
+                    scan::snapshots_after(&bronze, *o).map_or(true, |s| s.len() < ids.len())
+                });
+                if is_older {
+                    oldest = Some(mark);
+                }
+                bookmarks.insert(out, mark);
+                pending.insert(out, ids);
+            }
+            if pending.values().all(HashSet::is_empty) {
+                continue;
+            }
+            let appended = scan::appended_since(&bronze, oldest.flatten()).await?;
+            inputs.push(SilverInput {
+                source: source.clone(),
+                bronze_table: ident.to_string(),
+                bookmarks,
+                through_snapshot: current,
+                snapshots: appended.len(),
+                files: appended.iter().map(|a| a.files.len()).sum(),
+                records: appended
+                    .iter()
+                    .flat_map(|a| &a.files)
+                    .map(|f| f.record_count())
+                    .sum(),
+                appended,
+                pending,
+            });
+        }
+        Ok(SilverPlan { inputs })
+    }
+
+    /// Transforms the planned bronze rows and commits the three silver tables.
+    pub async fn execute(&self, plan: SilverPlan) -> Result<RunSummary> {
+        let started = Instant::now();
+        let mut summary = RunSummary::new(JOB);
+        if plan.is_empty() {
+            return Ok(summary.finish(started.elapsed()));
+        }
+        let mut run = Run::new(&self.ctx).await?;
+        for input in &plan.inputs {
+            let bronze = self
+                .ctx
+                .lake
+                .load_table(&layout::bronze(&input.source)?.ident())
+                .await?;
+            let mut counts = SourceCounts::default();
+            for appended in &input.appended {
+                let takes: HashMap<Output, bool> = Output::ALL
+                    .iter()
+                    .map(|o| (*o, input.pending[o].contains(&appended.snapshot_id)))
+                    .collect();
+                counts.files += appended.files.len() as u64;
+                let tasks = scan::tasks_for_files(&bronze, &appended.files, None)?;
+                let mut stream = scan::read(&bronze, tasks, self.ctx.settings.batch_size)?;
+                while let Some(batch) = stream.try_next().await? {
+                    run.process(&input.source, &batch, &takes, &mut counts)
+                        .await?;
+                }
+            }
+            summary.sources.insert(input.source.clone(), counts);
+        }
+        let (records, bad) = summary
+            .sources
+            .values()
+            .fold((0, 0), |(r, b), c| (r + c.records, b + c.quarantined));
+        if bad as f64 > self.ctx.settings.max_bad_fraction * records as f64 {
+            return Err(Error::TooManyBadRecords {
+                bad,
+                total: records,
+                max_fraction: self.ctx.settings.max_bad_fraction,
+            });
+        }
+        let written = run.close().await?;
+        maybe_crash(JOB, "after-write");
+        for (out, (files, mut table_run)) in written {
+            let commit = self.commit_for(&plan, out, files);
+            let Some(commit) = commit else { continue };
+            let outcome = self.ctx.lake.commit(&commit).await?;
+            table_run.snapshot_id = Some(outcome.snapshot_id);
+            table_run.commit_attempts = outcome.attempts;
+            summary
+                .tables
+                .insert(out.layout().ident().to_string(), table_run);
+        }
+        maybe_crash(JOB, "after-commit");
+        Ok(summary.finish(started.elapsed()))
+    }
+
+    /// The commit of one output: its files and its advanced bookmarks, requiring that the
+    /// bookmarks are still those the plan read.
+    fn commit_for(
+        &self,
+        plan: &SilverPlan,
+        out: Output,
+        files: Vec<iceberg::spec::DataFile>,
+    ) -> Option<SnapshotCommit> {
+        let advancing: Vec<&SilverInput> = plan
+            .inputs
+            .iter()
+            .filter(|i| !i.pending[&out].is_empty())
+            .collect();
+        if advancing.is_empty() && files.is_empty() {
+            return None;
+        }
+        let expected: Vec<(String, Option<i64>)> = advancing
+            .iter()
+            .map(|i| (bookmark_key(&i.source), i.bookmarks[&out]))
+            .collect();
+        let requirement: Requirement = std::sync::Arc::new(move |metadata| {
+            let current = metadata
+                .current_snapshot()
+                .map(|s| &s.summary().additional_properties);
+            for (key, want) in &expected {
+                let have = current
+                    .and_then(|p| p.get(key))
+                    .and_then(|v| v.parse::<i64>().ok());
+                if have != *want {
+                    return Err(format!(
+                        "{key} moved from {want:?} to {have:?}: another silver run committed"
+                    ));
+                }
+            }
+            Ok(())
+        });
+        let mut commit = SnapshotCommit::append(out.layout().ident())
+            .add_files(files)
+            .set_property("cryptolake.job", JOB)
+            .require(requirement);
+        for input in advancing {
+            commit = commit.set_property(
+                bookmark_key(&input.source),
+                input.through_snapshot.to_string(),
+            );
+        }
+        Some(commit)
+    }
+}
+
+/// The writers and dedup state of one run.
+struct Run {
+    batch_size: usize,
+    ingest_now_us: i64,
+    quotes: (TableWriter, QuoteBatch, TableRun),
+    trades: (TableWriter, TradeBatch, TableRun),
+    quarantine: (TableWriter, QuarantineBatch, TableRun),
+    quote_keys: KeyIndex<QuoteKey>,
+    trade_keys: KeyIndex<String>,
+}
+
+async fn open(ctx: &JobContext, out: Output) -> Result<(Table, TableWriter)> {
+    let table = ctx.lake.ensure_table(&out.layout()).await?;
+    let writer = TableWriter::new(&table, ctx.settings.target_file_size)?;
+    Ok((table, writer))
+}
+
+impl Run {
+    async fn new(ctx: &JobContext) -> Result<Self> {
+        let bs = ctx.settings.batch_size;
+        let now = chrono::Utc::now().timestamp_micros();
+        let (qt, qw) = open(ctx, Output::Quotes).await?;
+        let (tt, tw) = open(ctx, Output::Trades).await?;
+        let (xt, xw) = open(ctx, Output::Quarantine).await?;
+        Ok(Self {
+            batch_size: bs,
+            ingest_now_us: now,
+            quotes: (qw, QuoteBatch::new(arrow_schema(&qt)?), TableRun::default()),
+            trades: (tw, TradeBatch::new(arrow_schema(&tt)?), TableRun::default()),
+            quarantine: (
+                xw,
+                QuarantineBatch::new(arrow_schema(&xt)?, now),
+                TableRun::default(),
+            ),
+            quote_keys: KeyIndex::new(Some(qt), &["source", "symbol", "event_time"], bs).await?,
+            trade_keys: KeyIndex::new(Some(tt), &["trade_id"], bs).await?,
+        })
+    }
+
+    async fn process(
+        &mut self,
+        source: &str,
+        batch: &RecordBatch,
+        takes: &HashMap<Output, bool>,
+        counts: &mut SourceCounts,
+    ) -> Result<()> {
+        let row_fields = RowFields::new(source, batch)?;
+        let raw = string_column(batch, "_raw")?;
+        let file = string_column(batch, "_file")?;
+        let record = batch
+            .column_by_name("_record")
+            .map(|c| c.as_primitive::<Int64Type>().clone())
+            .ok_or_else(|| Error::Invalid("bronze batch has no _record".into()))?;
+        let ingest = batch
+            .column_by_name("_ingest_time")
+            .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
+            .ok_or_else(|| Error::Invalid("bronze batch has no _ingest_time".into()))?;
+        for row in 0..batch.num_rows() {
+            let ingest_us = if ingest.is_null(row) {
+                self.ingest_now_us
+            } else {
+                ingest.value(row)
+            };
+            let fields = RowFields {
+                row,
+                ..row_fields.clone()
+            };
+            let outcome = if raw.is_valid(row) {
+                Err(raw_reason(raw.value(row)))
+            } else {
+                normalize(source, &fields)
+            };
+            let out = match &outcome {
+                Ok(Normalized::Quote(_)) => Output::Quotes,
+                Ok(Normalized::Trade(_)) => Output::Trades,
+                Err(_) => Output::Quarantine,
+            };
+            if !takes[&out] {
+                continue;
+            }
+            counts.records += 1;
+            match outcome {
+                Ok(Normalized::Quote(q)) => {
+                    let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
+                    let key = (source.to_string(), q.symbol.clone(), q.event_us);
+                    if self.quote_keys.insert(&part, key, quote_key).await? {
+                        self.quotes.1.push(source, &q, ingest_us, file.value(row));
+                        counts.good += 1;
+                    } else {
+                        counts.duplicates_dropped += 1;
+                        self.quotes.2.duplicates_dropped += 1;
+                    }
+                    self.quotes.2.rows_in += 1;
+                }
+                Ok(Normalized::Trade(t)) => {
+                    let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
+                    if self
+                        .trade_keys
+                        .insert(&part, t.trade_id.clone(), trade_key)
+                        .await?
+                    {
+                        self.trades.1.push(source, &t, ingest_us, file.value(row));
+                        counts.good += 1;
+                    } else {
+                        counts.duplicates_dropped += 1;
+                        self.trades.2.duplicates_dropped += 1;
+                    }
+                    self.trades.2.rows_in += 1;
+                }
+                Err(reason) => {
+                    let raw_text = if raw.is_valid(row) {
+                        raw.value(row).to_string()
+                    } else {
+                        fields.to_json()
+                    };
+                    self.quarantine.1.push(&BadRecord {
+                        source,
+                        file: file.value(row),
+                        record: record.value(row),
+                        raw: &raw_text,
+                        reason: &reason,
+                        ingest_us,
+                    });
+                    counts.quarantined += 1;
+                    self.quarantine.2.rows_in += 1;
+                    self.quotes.2.quarantined += u64::from(source != "trades");
+                    self.trades.2.quarantined += u64::from(source == "trades");
+                }
+            }
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, all: bool) -> Result<()> {
+        let limit = if all { 1 } else { self.batch_size };
+        if self.quotes.1.len() >= limit {
+            self.quotes.0.write(self.quotes.1.finish()?).await?;
+        }
+        if self.trades.1.len() >= limit {
+            self.trades.0.write(self.trades.1.finish()?).await?;
+        }
+        if self.quarantine.1.len() >= limit {
+            self.quarantine.0.write(self.quarantine.1.finish()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the writers: per output, the files written and the figures.
+    async fn close(mut self) -> Result<Vec<(Output, (Vec<iceberg::spec::DataFile>, TableRun))>> {
+        self.flush(true).await?;
+        let mut out = Vec::new();
+        for (o, (writer, _, mut run)) in [
+            (Output::Quotes, (self.quotes.0, (), self.quotes.2)),
+            (Output::Trades, (self.trades.0, (), self.trades.2)),
+            (
+                Output::Quarantine,
+                (self.quarantine.0, (), self.quarantine.2),
+            ),
+        ] {
+            run.rows_out = writer.rows();
+            let files = writer.close().await?;
+            run.files_written = files.len() as u64;
+            run.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+            out.push((o, (files, run)));
+        }
+        Ok(out)
+    }
+}
+
+fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    batch
+        .column_by_name(name)
+        .map(|c| c.as_string::<i32>().clone())
+        .ok_or_else(|| Error::Invalid(format!("bronze batch has no {name}")))
+}
+
+/// Why a raw (non-object) record was kept aside.
+fn raw_reason(raw: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Err(e) => format!("invalid JSON: {e}"),
+        Ok(_) => "record is not a JSON object".to_string(),
+    }
+}
+
+/// One bronze row's source fields, by column name.
+#[derive(Clone)]
+struct RowFields {
+    names: std::sync::Arc<Vec<&'static str>>,
+    arrays: std::sync::Arc<Vec<Option<StringArray>>>,
+    row: usize,
+}
+
+impl RowFields {
+    fn new(source: &str, batch: &RecordBatch) -> Result<Self> {
+        let names: Vec<&'static str> = layout::bronze_source_fields(source)
+            .ok_or_else(|| Error::Invalid(format!("unknown source {source}")))?
+            .to_vec();
+        let arrays = names
+            .iter()
+            .map(|n| {
+                batch
+                    .column_by_name(n)
+                    .map(|c| c.as_string::<i32>().clone())
+            })
+            .collect();
+        Ok(Self {
+            names: std::sync::Arc::new(names),
+            arrays: std::sync::Arc::new(arrays),
+            row: 0,
+        })
+    }
+
+    /// The row as a JSON object of its non-null fields (what quarantine keeps as `raw`).
+    fn to_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .names
+            .iter()
+            .filter_map(|n| Some((n.to_string(), serde_json::Value::from(self.get(n)?))))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+impl Fields for RowFields {
+    fn get(&self, name: &str) -> Option<&str> {
+        let i = self.names.iter().position(|n| *n == name)?;
+        let a = self.arrays[i].as_ref()?;
+        a.is_valid(self.row).then(|| a.value(self.row))
+    }
+}

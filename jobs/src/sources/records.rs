@@ -1,0 +1,244 @@
+//! From a landing file's JSON values to bronze records, per source.
+//!
+//! Envelopes are opened: CoinCap's `{"data":[..],"timestamp":ms}` gives one record per element
+//! (each inheriting the envelope's `timestamp`), Coinbase's `{"data":{..},"timestamp_utc":..}`
+//! one record, Alpaca's `{"quotes":{"BTC/USD":{..}}}` one record per symbol, and a top-level
+//! array one record per element. Field values are kept as text exactly as received (numbers keep
+//! every digit); anything that is not a JSON object becomes a record with only `_raw` set, for
+//! silver to quarantine with its reason.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
+
+use super::landing::Piece;
+
+/// One bronze record: either source fields (column index, text) or an unusable raw text.
+#[derive(Debug, PartialEq)]
+pub enum Record<'a> {
+    Fields(Vec<(usize, Cow<'a, str>)>),
+    Raw(Cow<'a, str>),
+}
+
+type Object<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+/// Maps a source's JSON key to its bronze column name.
+fn column_name<'k>(source: &str, key: &'k str) -> &'k str {
+    match (source, key) {
+        (_, "maxSupply") => "max_supply",
+        (_, "marketCapUsd") => "market_cap_usd",
+        (_, "volumeUsd24Hr") => "volume_usd_24hr",
+        (_, "priceUsd") => "price_usd",
+        (_, "changePercent24Hr") => "change_percent_24hr",
+        (_, "vwap24Hr") => "vwap_24hr",
+        (_, "currencySymbol") => "currency_symbol",
+        (_, "rateUsd") => "rate_usd",
+        ("alpaca_quotes", "ap") => "ask_price",
+        ("alpaca_quotes", "as") => "ask_size",
+        ("alpaca_quotes", "bp") => "bid_price",
+        ("alpaca_quotes", "bs") => "bid_size",
+        ("alpaca_quotes", "t") => "timestamp",
+        ("alpaca_quotes", "S") => "symbol",
+        _ => key,
+    }
+}
+
+/// Decodes one source's pieces into records.
+#[derive(Debug)]
+pub struct RecordDecoder {
+    source: String,
+    fields: &'static [&'static str],
+}
+
+impl RecordDecoder {
+    /// `fields` are the bronze table's source columns, in order.
+    pub fn new(source: &str, fields: &'static [&'static str]) -> Self {
+        Self {
+            source: source.to_string(),
+            fields,
+        }
+    }
+
+    fn column(&self, key: &str) -> Option<usize> {
+        let name = column_name(&self.source, key);
+        self.fields.iter().position(|f| *f == name)
+    }
+
+    /// Appends the records of one top-level piece to `out`.
+    pub fn decode<'a>(&self, piece: &Piece<'a>, out: &mut Vec<Record<'a>>) {
+        match piece {
+            Piece::Malformed(text) => out.push(Record::Raw(Cow::Owned(text.clone()))),
+            Piece::Json(value) => self.expand(value, &[], true, out),
+        }
+    }
+
+    fn expand<'a>(
+        &self,
+        value: &'a RawValue,
+        inherited: &[(Cow<'a, str>, &'a RawValue)],
+        top: bool,
+        out: &mut Vec<Record<'a>>,
+    ) {
+        let text = value.get();
+        if top && text.starts_with('[') {
+            match serde_json::from_str::<Vec<&'a RawValue>>(text) {
+                Ok(items) => items
+                    .into_iter()
+                    .for_each(|v| self.expand(v, inherited, false, out)),
+                Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
+            }
+            return;
+        }
+        let Ok(object) = serde_json::from_str::<Object<'a>>(text) else {
+            out.push(Record::Raw(Cow::Borrowed(text)));
+            return;
+        };
+        if let Some(data) = object.get("data") {
+            let envelope: Vec<_> = scalars(&object, &["data"]);
+            if data.get().starts_with('[') {
+                return self.expand(data, &envelope, true, out);
+            }
+            if data.get().starts_with('{') {
+                return self.expand(data, &envelope, false, out);
+            }
+        }
+        if self.source == "alpaca_quotes"
+            && let Some(quotes) = object.get("quotes")
+            && let Ok(map) = serde_json::from_str::<Object<'a>>(quotes.get())
+        {
+            for (symbol, quote) in map {
+                match serde_json::from_str::<Object<'a>>(quote.get()) {
+                    Ok(fields) => {
+                        let mut record = self.fields_of(&fields, inherited);
+                        if let (Record::Fields(f), Some(col)) = (&mut record, self.column("symbol"))
+                        {
+                            f.retain(|(c, _)| *c != col);
+                            f.push((col, symbol));
+                        }
+                        out.push(record);
+                    }
+                    Err(_) => out.push(Record::Raw(Cow::Borrowed(quote.get()))),
+                }
+            }
+            return;
+        }
+        out.push(self.fields_of(&object, inherited));
+    }
+
+    fn fields_of<'a>(
+        &self,
+        object: &Object<'a>,
+        inherited: &[(Cow<'a, str>, &'a RawValue)],
+    ) -> Record<'a> {
+        let mut fields: Vec<(usize, Cow<'a, str>)> = Vec::with_capacity(self.fields.len());
+        for (key, value) in inherited
+            .iter()
+            .map(|(k, v)| (k, *v))
+            .chain(object.iter().map(|(k, v)| (k, *v)))
+        {
+            if let Some(col) = self.column(key)
+                && let Some(text) = value_text(value)
+            {
+                // The record's own field wins over the envelope's.
+                fields.retain(|(c, _)| *c != col);
+                fields.push((col, text));
+            }
+        }
+        Record::Fields(fields)
+    }
+}
+
+fn scalars<'a>(object: &Object<'a>, skip: &[&str]) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+    object
+        .iter()
+        .filter(|(k, v)| !skip.contains(&k.as_ref()) && !v.get().starts_with(['{', '[']))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// A JSON value as text: strings unescaped, `null` as none, anything else as written.
+pub fn value_text(value: &RawValue) -> Option<Cow<'_, str>> {
+    let raw = value.get();
+    if raw == "null" {
+        None
+    } else if raw.starts_with('"') {
+        serde_json::from_str::<Cow<'_, str>>(raw).ok()
+    } else {
+        Some(Cow::Borrowed(raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::landing::split_values;
+    use cryptolake_catalog::layout::bronze_source_fields;
+
+    fn decode(source: &str, input: &str) -> Vec<BTreeMap<String, String>> {
+        let decoder = RecordDecoder::new(source, bronze_source_fields(source).unwrap());
+        let mut out = Vec::new();
+        for piece in split_values(input.as_bytes()) {
+            decoder.decode(&piece, &mut out);
+        }
+        out.into_iter()
+            .map(|r| match r {
+                Record::Fields(f) => f
+                    .into_iter()
+                    .map(|(c, v)| (decoder.fields[c].to_string(), v.into_owned()))
+                    .collect(),
+                Record::Raw(t) => [("_raw".to_string(), t.into_owned())].into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn coincap_envelope_gives_one_record_per_asset_with_its_timestamp() {
+        let rows = decode(
+            "coincap_assets",
+            r#"{"data":[{"id":"bitcoin","symbol":"BTC","priceUsd":"43000.1234567890123456","maxSupply":null},
+                        {"id":"ethereum","symbol":"ETH","priceUsd":"2300.5"}, 7],"timestamp":1767225600000}"#,
+        );
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["price_usd"], "43000.1234567890123456");
+        assert_eq!(rows[0]["timestamp"], "1767225600000");
+        assert!(!rows[0].contains_key("max_supply"));
+        assert_eq!(rows[1]["symbol"], "ETH");
+        assert_eq!(rows[2]["_raw"], "7");
+    }
+
+    #[test]
+    fn coinbase_concatenated_objects_open_the_data_envelope() {
+        let rows = decode(
+            "coinbase_spot",
+            r#"{"data":{"amount":"43000.12","base":"BTC","currency":"USD"},"timestamp_utc":"2026-01-01T00:00:01Z"}{"data":{"amount":"1.5","base":"XRP","currency":"USD"},"timestamp_utc":"2026-01-01T00:00:02Z"}"#,
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1]["amount"], "1.5");
+        assert_eq!(rows[1]["timestamp_utc"], "2026-01-01T00:00:02Z");
+    }
+
+    #[test]
+    fn alpaca_quotes_map_gives_one_record_per_symbol_and_numbers_keep_their_digits() {
+        let rows = decode(
+            "alpaca_quotes",
+            r#"{"quotes":{"BTC/USD":{"ap":43001.5,"as":0.25,"bp":42999.25,"bs":1.0,"t":"2026-01-01T00:00:05.123456789Z"},"LTC/USD":{"ap":70.1,"as":3,"bp":70.0,"bs":2,"t":"2026-01-01T00:00:05Z"}}}"#,
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["symbol"], "BTC/USD");
+        assert_eq!(rows[0]["ask_price"], "43001.5");
+        assert_eq!(rows[0]["bid_size"], "1.0");
+        assert_eq!(rows[1]["symbol"], "LTC/USD");
+    }
+
+    #[test]
+    fn coingecko_array_and_malformed_lines() {
+        let rows = decode(
+            "coingecko_markets",
+            "[{\"id\":\"bitcoin\",\"symbol\":\"btc\",\"current_price\":43000.5,\"market_cap\":8.4e11}]\n{oops\n",
+        );
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["market_cap"], "8.4e11");
+        assert_eq!(rows[1]["_raw"], "{oops");
+    }
+}

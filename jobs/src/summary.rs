@@ -1,0 +1,92 @@
+//! The run summary every job returns, printed by the CLI and kept in run history.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Figures for one table a job wrote.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct TableRun {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub files_removed: u64,
+    /// The snapshot committed, `None` when there was nothing to commit.
+    pub snapshot_id: Option<i64>,
+    pub commit_attempts: u32,
+}
+
+/// What one job run did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub job: String,
+    /// Per table written (`namespace.table`).
+    pub tables: BTreeMap<String, TableRun>,
+    /// Per source read: records in and where they went.
+    pub sources: BTreeMap<String, SourceCounts>,
+    pub duration_ms: u64,
+}
+
+/// How one source's records were accounted for.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub records: u64,
+    pub good: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub files: u64,
+}
+
+impl RunSummary {
+    pub fn new(job: &str) -> Self {
+        Self {
+            job: job.to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn finish(mut self, elapsed: Duration) -> Self {
+        self.duration_ms = elapsed.as_millis() as u64;
+        self
+    }
+
+    /// Totals over all tables.
+    pub fn totals(&self) -> TableRun {
+        let mut t = TableRun::default();
+        for r in self.tables.values() {
+            t.rows_in += r.rows_in;
+            t.rows_out += r.rows_out;
+            t.quarantined += r.quarantined;
+            t.duplicates_dropped += r.duplicates_dropped;
+            t.files_written += r.files_written;
+            t.bytes_written += r.bytes_written;
+            t.files_removed += r.files_removed;
+        }
+        t
+    }
+
+    /// Snapshots committed by this run.
+    pub fn commits(&self) -> usize {
+        self.tables
+            .values()
+            .filter(|t| t.snapshot_id.is_some())
+            .count()
+    }
+
+    /// Merges another job's summary (for `run all`).
+    pub fn absorb(&mut self, other: RunSummary) {
+        self.tables.extend(other.tables);
+        for (k, v) in other.sources {
+            let e = self
+                .sources
+                .entry(format!("{}:{k}", other.job))
+                .or_default();
+            *e = v;
+        }
+        self.duration_ms += other.duration_ms;
+    }
+}

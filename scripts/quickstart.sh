@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds cryptolake, and runs the whole pipeline on the embedded
+# default (SQLite catalog, local warehouse) in ./quickstart, then shows a few gold candles.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+cargo build --release --bin cryptolake
+bin="$CARGO_TARGET_DIR/release/cryptolake"
+dir="${1:-quickstart}"
+"$bin" init "$dir" --force
+"$bin" -c "$dir/cryptolake.toml" gen --minutes 30 --seed 42 --bad-rate 0.01 --dup-rate 0.01
+"$bin" -c "$dir/cryptolake.toml" run all
+"$bin" -c "$dir/cryptolake.toml" table list
+"$bin" -c "$dir/cryptolake.toml" sql \
+  "SELECT symbol, window_start, open, high, low, close, volume, vwap, quote_count, trade_count
+   FROM gold.candles_1m WHERE symbol = 'BTC-USD' ORDER BY window_start LIMIT 5"

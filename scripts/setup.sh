@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks: protoc (Ballista's build), and a Python venv with the
+# independent Iceberg readers the tests compare against. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+need_apt=()
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  echo "setup: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing: install Rust from https://rustup.rs" >&2
+  exit 1
+fi
+
+# Pinned independent readers (stand-ins for Athena). The s3fs extra is left out: it breaks boto3.
+REQS="pyiceberg[sql-sqlite,pyarrow]==0.12.0"
+stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
+if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
+  echo "setup: creating $CRYPTOLAKE_VENV"
+  python3 -m venv "$CRYPTOLAKE_VENV"
+  "$CRYPTOLAKE_VENV/bin/pip" install -q --upgrade pip
+  # shellcheck disable=SC2086
+  "$CRYPTOLAKE_VENV/bin/pip" install -q $REQS
+  echo "$REQS" > "$stamp"
+fi

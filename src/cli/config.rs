@@ -1,0 +1,135 @@
+//! `cryptolake.toml`: found with `-c FILE`, `CRYPTOLAKE_CONFIG`, or in the working directory;
+//! environment variables and flags override it. Relative paths are relative to the file.
+
+use std::path::{Path, PathBuf};
+
+use cryptolake_catalog::CatalogConfig;
+use cryptolake_jobs::JobSettings;
+use serde::{Deserialize, Serialize};
+
+use super::CliError;
+
+/// The config file's name in a project directory.
+pub const CONFIG_FILE: &str = "cryptolake.toml";
+
+/// Landing files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LandingConfig {
+    pub path: PathBuf,
+}
+
+impl Default for LandingConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("lake/landing"),
+        }
+    }
+}
+
+/// Job settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Data files roll at this size (Iceberg's `write.target-file-size-bytes`).
+    pub target_file_size_bytes: u64,
+    /// Glue's error threshold: fail the silver run when more than this fraction is bad.
+    pub max_bad_fraction: f64,
+    pub batch_size: usize,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        let d = JobSettings::default();
+        Self {
+            target_file_size_bytes: d.target_file_size as u64,
+            max_bad_fraction: d.max_bad_fraction,
+            batch_size: d.batch_size,
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub catalog: CatalogConfig,
+    pub landing: LandingConfig,
+    pub jobs: JobsConfig,
+}
+
+impl Config {
+    /// Loads the file (or the defaults when there is none) and resolves its relative paths.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, CliError> {
+        let found = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::Config(format!("no working directory: {e}")))?;
+        let Some(path) = found else {
+            let mut config = Config::default();
+            config.resolve(&cwd);
+            return Ok(config);
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().map(|p| cwd.join(p)).unwrap_or(cwd);
+        config.resolve(&base);
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        self.catalog.resolve_paths(base);
+        if self.landing.path.is_relative() {
+            self.landing.path = base.join(&self.landing.path);
+        }
+    }
+
+    pub fn job_settings(&self) -> JobSettings {
+        JobSettings {
+            target_file_size: self.jobs.target_file_size_bytes as usize,
+            max_bad_fraction: self.jobs.max_bad_fraction,
+            batch_size: self.jobs.batch_size,
+            ..JobSettings::default()
+        }
+    }
+
+    /// The file `init` writes: the embedded default, paths relative to the file.
+    pub fn init_text() -> String {
+        let defaults = Config::default();
+        format!(
+            "# cryptolake configuration (see `cryptolake --help`).\n\
+             # Relative paths are relative to this file. Environment variables and flags\n\
+             # override these values (CRYPTOLAKE_WAREHOUSE, CRYPTOLAKE_LANDING, ...).\n\n{}",
+            toml::to_string_pretty(&defaults).unwrap_or_default()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_text_round_trips_and_resolves_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        std::fs::write(&file, Config::init_text()).unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.catalog.path, dir.path().join("lake/catalog.db"));
+        assert_eq!(config.landing.path, dir.path().join("lake/landing"));
+        assert_eq!(config.jobs, JobsConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[catalog]\nwarehose = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("warehose"), "{err}");
+    }
+}

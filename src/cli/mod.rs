@@ -1,0 +1,106 @@
+//! Arguments, the error-to-exit-code mapping, and dispatch to one module per verb.
+
+mod config;
+mod generate;
+mod init;
+mod output;
+mod run;
+mod sql;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use self::config::{CONFIG_FILE, Config};
+pub use self::output::Format;
+
+/// cryptolake: data-lake batch jobs without Spark. Landing files → bronze → silver → gold
+/// Iceberg tables, on an embedded SQLite catalog by default.
+#[derive(Debug, Parser)]
+#[command(name = "cryptolake", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: ./cryptolake.toml when present).
+    #[arg(short = 'c', long, global = true, env = "CRYPTOLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Override the warehouse root (local directory or URL).
+    #[arg(long, global = true, env = "CRYPTOLAKE_WAREHOUSE")]
+    pub warehouse: Option<String>,
+    /// Override the landing directory.
+    #[arg(long, global = true, env = "CRYPTOLAKE_LANDING")]
+    pub landing: Option<PathBuf>,
+    /// Output format for commands that print results.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write DIR/cryptolake.toml with the embedded default (SQLite catalog, local warehouse).
+    Init(init::InitArgs),
+    /// Generate realistic landing files for every source, deterministic for a seed.
+    Gen(generate::GenArgs),
+    /// Run a job: ingest-files, silver, gold, or all of them in order.
+    Run(run::RunArgs),
+    /// Run a SQL query over every table (`bronze.x`, `silver.x`, `gold.x`).
+    Sql(sql::SqlArgs),
+    /// Inspect tables: list, describe, history, files.
+    #[command(subcommand)]
+    Table(table::TableCommand),
+}
+
+/// A failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Job(#[from] cryptolake_jobs::Error),
+    #[error(transparent)]
+    Catalog(#[from] cryptolake_catalog::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// 2: bad usage or configuration; 3: data quality threshold exceeded; 4: a commit lost a
+    /// race or a requirement (safe to run again); 1: anything else.
+    pub fn exit_code(&self) -> u8 {
+        use cryptolake_catalog::Error as C;
+        use cryptolake_jobs::Error as J;
+        match self {
+            CliError::Config(_)
+            | CliError::Catalog(C::Invalid(_))
+            | CliError::Job(J::Invalid(_)) => 2,
+            CliError::Job(J::TooManyBadRecords { .. }) => 3,
+            CliError::Job(J::Catalog(C::RequirementFailed { .. } | C::CommitConflict { .. })) => 4,
+            _ => 1,
+        }
+    }
+}
+
+/// The loaded configuration with the global flags applied.
+fn load_config(cli: &Cli) -> Result<Config, CliError> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(w) = &cli.warehouse {
+        config.catalog.warehouse = w.clone();
+    }
+    if let Some(l) = &cli.landing {
+        config.landing.path = l.clone();
+    }
+    config.catalog.validate()?;
+    Ok(config)
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Init(args) => init::run(args, cli.output),
+        Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output),
+        Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
+        Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,
+        Command::Table(cmd) => table::run(cmd, &load_config(&cli)?, cli.output).await,
+    }
+}
