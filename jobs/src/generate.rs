@@ -265,7 +265,7 @@ impl Gen<'_> {
         let supply = 1.0e6 * (s as f64 + 1.0) * 19.0;
         let v = json!({
             "id": id, "rank": (s + 1).to_string(), "symbol": sym, "name": name,
-            "supply": format!("{supply:.16}"), "maxSupply": if s % 3 == 0 { json!(format!("{:.16}", supply * 1.1)) } else { json!(null) },
+            "supply": format!("{supply:.16}"), "maxSupply": if s.is_multiple_of(3) { json!(format!("{:.16}", supply * 1.1)) } else { json!(null) },
             "marketCapUsd": format!("{:.16}", p * supply), "volumeUsd24Hr": format!("{:.16}", p * supply * 0.03),
             "priceUsd": format!("{p:.16}"), "changePercent24Hr": format!("{:.16}", self.rng.random_range(-5.0..5.0)),
             "vwap24Hr": format!("{:.16}", p * 0.999), "explorer": format!("https://explorer.example/{id}"),

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use cryptolake_catalog::Lake;
@@ -233,10 +233,13 @@ impl ExecutionPlan for IcebergScanExec {
         let out_schema = schema.clone();
         let stream = batches.map(move |batch| {
             let batch = batch.map_err(df_err)?;
-            // Same columns, under the provider's plain schema (no Parquet field-id metadata).
-            Ok(RecordBatch::try_new(
+            // Same columns, under the provider's plain schema (no Parquet field-id metadata);
+            // the row count keeps zero-column batches (`count(*)`) meaningful.
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
                 out_schema.clone(),
                 batch.columns().to_vec(),
+                &options,
             )?)
         });
         let stream: SendableRecordBatchStream = match self.limit {

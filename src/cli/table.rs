@@ -201,7 +201,7 @@ async fn files(table: &Table, format: Format) -> Result<(), CliError> {
                 .iter()
                 .zip(f.partition().iter())
                 .map(|(field, value)| {
-                    let v = value.map_or(Value::Null, |l| literal_json(&l));
+                    let v = value.map_or(Value::Null, literal_json);
                     (field.name.clone(), v)
                 })
                 .collect();

@@ -358,7 +358,7 @@ async fn files_in(
                 _ => {}
             }
         }
-        let time_ok = time.is_none_or(|t| wanted.contains(&t));
+        let time_ok = time.is_none_or(|t| wanted.contains(t));
         let symbol_ok = match (symbols, symbol) {
             (Some(set), Some(s)) => set.contains(&s),
             _ => true,

@@ -1,0 +1,137 @@
+//! Test harness: a project directory and the real `cryptolake` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Map, Value};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cryptolake");
+
+pub type Row = Map<String, Value>;
+
+/// A project made by `cryptolake init` in a temporary directory.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .arg("init")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = dir.path().join("cryptolake.toml");
+        Self { dir, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("CRYPTOLAKE_FAULT");
+        c
+    }
+
+    /// Runs and returns the output, whatever the exit status.
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs, requires success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "cryptolake {args:?} failed ({:?}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs with `--output json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["--output", "json"]);
+        let text = self.ok(&a);
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    pub fn sql(&self, query: &str) -> Vec<Row> {
+        match self.json(&["sql", query]) {
+            Value::Array(rows) => rows
+                .into_iter()
+                .map(|r| r.as_object().unwrap().clone())
+                .collect(),
+            other => panic!("not rows: {other}"),
+        }
+    }
+
+    /// `SELECT count(*)` of a table.
+    pub fn count(&self, table: &str) -> u64 {
+        let rows = self.sql(&format!("SELECT count(*) AS n FROM {table}"));
+        rows[0]["n"].as_u64().unwrap()
+    }
+
+    /// Row counts of every table, from `table list`.
+    pub fn table_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let list = self.json(&["table", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["table"].as_str().unwrap().to_string(),
+                    t["records"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Current snapshot id of every table that has one. (A first run that dies may leave
+    /// empty tables registered; they hold no snapshot and no rows.)
+    pub fn snapshots(&self) -> std::collections::BTreeMap<String, Value> {
+        let list = self.json(&["table", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| !t["snapshot_id"].is_null())
+            .map(|t| {
+                (
+                    t["table"].as_str().unwrap().to_string(),
+                    t["snapshot_id"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// `gen` with the given extra arguments; returns per-source counts.
+    pub fn generate(&self, args: &[&str]) -> Map<String, Value> {
+        let mut a = vec!["gen"];
+        a.extend(args);
+        self.json(&a)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["source"].as_str().unwrap().to_string(), r.clone()))
+            .collect()
+    }
+}
+
+/// A field of a gen count row.
+pub fn field(counts: &Map<String, Value>, source: &str, key: &str) -> u64 {
+    counts[source][key].as_u64().unwrap()
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `cryptolake` binary against real components: the SQLite catalog,
+//! the local warehouse, and PyIceberg as an independent reader. One test binary.
+
+mod common;
+mod crash;
+mod gold_values;
+mod pipeline;
+mod readers;

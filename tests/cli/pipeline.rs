@@ -1,0 +1,209 @@
+//! The whole pipeline with exact counts: first run, idempotent re-run, incremental run, bad
+//! records accounted for, the error threshold.
+
+use crate::common::{Project, field};
+
+const SOURCES: [&str; 6] = [
+    "alpaca_quotes",
+    "coinbase_spot",
+    "coincap_assets",
+    "coincap_rates",
+    "coingecko_markets",
+    "trades",
+];
+
+#[test]
+fn pipeline_counts_are_exact_reruns_commit_nothing_and_new_files_add_exactly_their_rows() {
+    let p = Project::new();
+    let gen1 = p.generate(&["--minutes", "10", "--seed", "42"]);
+    p.ok(&["run", "all"]);
+    let counts = p.table_counts();
+
+    // Bronze keeps every record, one row each.
+    for s in SOURCES {
+        assert_eq!(
+            counts[&format!("bronze.{s}")],
+            field(&gen1, s, "records"),
+            "bronze.{s}"
+        );
+    }
+    // 20 symbols, 10 minutes: CoinCap assets, CoinCap rates and CoinGecko give one quote per
+    // symbol and minute (600), Coinbase 5 symbols every 10 s (300), Alpaca 4 symbols every 5 s
+    // (480).
+    assert_eq!(field(&gen1, "coincap_assets", "records"), 200);
+    assert_eq!(field(&gen1, "coinbase_spot", "records"), 300);
+    assert_eq!(field(&gen1, "alpaca_quotes", "records"), 480);
+    assert_eq!(counts["silver.quotes"], 600 + 300 + 480);
+    assert_eq!(counts["silver.trades"], field(&gen1, "trades", "records"));
+    assert_eq!(counts["silver.trades"], 190);
+    assert_eq!(counts["silver.quarantine"], 0);
+    // One candle per symbol and minute; one hour.
+    assert_eq!(counts["gold.candles_1m"], 20 * 10);
+    assert_eq!(counts["gold.candles_1h"], 20);
+    // CoinCap assets and CoinGecko carry market caps: 20 assets x 10 snapshots each.
+    assert_eq!(counts["gold.market_snapshot"], 2 * 20 * 10);
+    assert_eq!(counts["gold.trader_positions"], 88);
+    let positions = p.sql("SELECT count(DISTINCT (user_id, symbol, day)) AS n FROM silver.trades");
+    assert_eq!(positions[0]["n"], 88);
+
+    // Nothing new: no table gets a new snapshot.
+    let before = p.snapshots();
+    let summary = p.json(&["run", "all"]);
+    assert!(
+        summary
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["tables"].as_object().unwrap().is_empty()),
+        "{summary}"
+    );
+    assert_eq!(p.snapshots(), before);
+
+    // Five more minutes: exactly their rows, no duplicate candle.
+    let gen2 = p.generate(&[
+        "--minutes",
+        "5",
+        "--seed",
+        "43",
+        "--start",
+        "2026-01-01T00:10:00Z",
+    ]);
+    p.ok(&["run", "all"]);
+    let after = p.table_counts();
+    for s in SOURCES {
+        let table = format!("bronze.{s}");
+        assert_eq!(
+            after[&table],
+            counts[&table] + field(&gen2, s, "records"),
+            "{table}"
+        );
+    }
+    assert_eq!(after["silver.quotes"], counts["silver.quotes"] + 690);
+    assert_eq!(
+        after["silver.trades"],
+        counts["silver.trades"] + field(&gen2, "trades", "records")
+    );
+    assert_eq!(after["gold.candles_1m"], 20 * 15);
+    assert_eq!(after["gold.candles_1h"], 20);
+    let dup = p.sql("SELECT count(*) AS n FROM (SELECT symbol, window_start FROM gold.candles_1m GROUP BY 1, 2 HAVING count(*) > 1)");
+    assert_eq!(dup[0]["n"], 0);
+    // The hourly candle now covers 15 minutes of quotes.
+    let hour = p.sql("SELECT quote_count FROM gold.candles_1h WHERE symbol = 'BTC-USD'");
+    let minutes =
+        p.sql("SELECT sum(quote_count) AS n FROM gold.candles_1m WHERE symbol = 'BTC-USD'");
+    assert_eq!(hour[0]["quote_count"], minutes[0]["n"]);
+}
+
+#[test]
+fn every_bad_or_duplicate_record_is_accounted_for_per_source() {
+    let p = Project::new();
+    let generated = p.generate(&[
+        "--minutes",
+        "6",
+        "--seed",
+        "9",
+        "--symbols",
+        "8",
+        "--bad-rate",
+        "0.05",
+        "--dup-rate",
+        "0.03",
+    ]);
+    let runs = p.json(&["run", "all", "--max-bad-fraction", "0.5"]);
+    let silver = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "silver")
+        .unwrap();
+    let quarantined = p.sql("SELECT source, count(*) AS n FROM silver.quarantine GROUP BY source");
+    let kept = p.sql(
+        "SELECT source, count(*) AS n FROM silver.quotes GROUP BY source \
+         UNION ALL SELECT source, count(*) AS n FROM silver.trades GROUP BY source",
+    );
+    let by_source = |rows: &[crate::common::Row], s: &str| {
+        rows.iter()
+            .find(|r| r["source"] == s)
+            .map_or(0, |r| r["n"].as_u64().unwrap())
+    };
+    let mut total_bad = 0;
+    for s in SOURCES {
+        let good = by_source(&kept, s);
+        let bad = by_source(&quarantined, s);
+        let dups = silver["sources"][s]["duplicates_dropped"].as_u64().unwrap();
+        assert_eq!(good, field(&generated, s, "good"), "{s} good");
+        assert_eq!(bad, field(&generated, s, "bad"), "{s} quarantined");
+        assert_eq!(dups, field(&generated, s, "duplicates"), "{s} duplicates");
+        assert_eq!(
+            good + bad + dups,
+            field(&generated, s, "records"),
+            "{s} accounted"
+        );
+        total_bad += bad;
+    }
+    assert!(
+        total_bad > 10,
+        "the generator must have produced bad records: {total_bad}"
+    );
+    // Every quarantined row says why and keeps the raw record.
+    let empty = p.sql("SELECT count(*) AS n FROM silver.quarantine WHERE reason = '' OR raw = ''");
+    assert_eq!(empty[0]["n"], 0);
+    let reasons = p.sql("SELECT count(DISTINCT reason) AS n FROM silver.quarantine");
+    assert!(
+        reasons[0]["n"].as_u64().unwrap() >= 8,
+        "many kinds of bad records: {reasons:?}"
+    );
+}
+
+#[test]
+fn too_many_bad_records_fail_the_run_and_commit_nothing() {
+    let p = Project::new();
+    p.generate(&[
+        "--minutes",
+        "2",
+        "--seed",
+        "5",
+        "--symbols",
+        "4",
+        "--bad-rate",
+        "0.4",
+    ]);
+    p.ok(&["run", "ingest-files"]);
+    let out = p.output(&["run", "silver", "--max-bad-fraction", "0.1"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("over the threshold of 10.00%"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one-line cause: {stderr}");
+    let snapshots = p.snapshots();
+    for t in ["silver.quotes", "silver.trades", "silver.quarantine"] {
+        assert!(
+            !snapshots.contains_key(t),
+            "{t} must have no snapshot: {snapshots:?}"
+        );
+    }
+    // Under a looser threshold the same data lands.
+    p.ok(&["run", "silver", "--max-bad-fraction", "0.6"]);
+    assert!(p.count("silver.quarantine") > 0);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_commits_nothing() {
+    let p = Project::new();
+    p.generate(&["--minutes", "1", "--seed", "3", "--symbols", "2"]);
+    let plan: serde_json::Value =
+        serde_json::from_str(&p.ok(&["run", "all", "--dry-run"])).unwrap();
+    let sources = plan["ingest-files"]["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 6);
+    assert!(
+        sources
+            .iter()
+            .all(|s| s["new_files"].as_array().unwrap().len() == 1),
+        "{plan}"
+    );
+    assert!(p.table_counts().is_empty(), "a dry run creates no table");
+}
