@@ -25,7 +25,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("landing");
     g.throughput(Throughput::Bytes(file.len() as u64));
     g.bench_function("split_values", |b| b.iter(|| split_values(&file).len()));
-    let decoder = RecordDecoder::new("coinbase_spot", bronze_source_fields("coinbase_spot").unwrap_or(&[]));
+    let decoder = RecordDecoder::new(
+        "coinbase_spot",
+        bronze_source_fields("coinbase_spot").unwrap_or(&[]),
+    );
     g.bench_function("split_and_decode", |b| {
         b.iter(|| {
             let mut out = Vec::new();
@@ -38,7 +41,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
     let mut g = c.benchmark_group("decimal");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("parse_decimal", |b| b.iter(|| parse_decimal(std::hint::black_box("43000.1234567890123456"))));
+    g.bench_function("parse_decimal", |b| {
+        b.iter(|| parse_decimal(std::hint::black_box("43000.1234567890123456")))
+    });
     g.finish();
 }
 

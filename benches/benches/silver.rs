@@ -30,7 +30,10 @@ fn main() {
     let mb = bytes as f64 / 1e6;
     println!("input: {records} Coinbase spot records, {mb:.1} MB of JSON, {per_file} per file");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
         let config = CatalogConfig {
             path: dir.path().join("catalog.db"),
@@ -42,17 +45,26 @@ fn main() {
 
         let t = Instant::now();
         let job = IngestFiles::new(ctx.clone()).with_sources(vec!["coinbase_spot".into()]);
-        let summary = job.execute(job.plan().await.expect("plan")).await.expect("ingest");
+        let summary = job
+            .execute(job.plan().await.expect("plan"))
+            .await
+            .expect("ingest");
         report("ingest-files", t.elapsed().as_secs_f64(), records, mb);
         let rows: u64 = summary.tables.values().map(|r| r.rows_out).sum();
         assert_eq!(rows as usize, records);
 
         let t = Instant::now();
         let job = Silver::new(ctx.clone());
-        let summary = job.execute(job.plan().await.expect("plan")).await.expect("silver");
+        let summary = job
+            .execute(job.plan().await.expect("plan"))
+            .await
+            .expect("silver");
         report("silver", t.elapsed().as_secs_f64(), records, mb);
         let c = &summary.sources["coinbase_spot"];
-        println!("silver: {} good, {} duplicates dropped, {} quarantined", c.good, c.duplicates_dropped, c.quarantined);
+        println!(
+            "silver: {} good, {} duplicates dropped, {} quarantined",
+            c.good, c.duplicates_dropped, c.quarantined
+        );
     });
     if let Some(peak) = peak_rss_mib() {
         println!("peak resident memory: {peak:.0} MiB");

@@ -7,7 +7,11 @@ use std::path::Path;
 /// Writes `records` Coinbase spot records as Firehose objects back to back, `per_file` per file
 /// (no extension, as Firehose names them), with a duplicate every 50th record. Returns the
 /// bytes written.
-pub fn write_coinbase_spot(landing: &Path, records: usize, per_file: usize) -> std::io::Result<u64> {
+pub fn write_coinbase_spot(
+    landing: &Path,
+    records: usize,
+    per_file: usize,
+) -> std::io::Result<u64> {
     let symbols = ["BTC", "ETH", "XRP", "LTC", "SOL", "ADA", "DOGE", "DOT"];
     let start = 1_767_225_600i64; // 2026-01-01T00:00:00Z
     let mut bytes = 0u64;
@@ -17,14 +21,17 @@ pub fn write_coinbase_spot(landing: &Path, records: usize, per_file: usize) -> s
         let n = per_file.min(records - written);
         let second = start + (written / symbols.len()) as i64;
         let t = chrono::DateTime::from_timestamp(second, 0).unwrap_or_default();
-        let dir = landing.join("coinbase_spot").join(t.format("%Y/%m/%d/%H").to_string());
+        let dir = landing
+            .join("coinbase_spot")
+            .join(t.format("%Y/%m/%d/%H").to_string());
         std::fs::create_dir_all(&dir)?;
         let mut body = Vec::with_capacity(n * 110);
         for i in written..written + n {
             // A duplicate delivery every 50th record, as at-least-once producers do.
             let k = if i % 50 == 49 { i - 1 } else { i };
             let sym = symbols[k % symbols.len()];
-            let ts = chrono::DateTime::from_timestamp(start + (k / symbols.len()) as i64, 0).unwrap_or_default();
+            let ts = chrono::DateTime::from_timestamp(start + (k / symbols.len()) as i64, 0)
+                .unwrap_or_default();
             let price = 100.0 + (k % 10_000) as f64 * 0.37;
             write!(
                 body,
@@ -32,7 +39,10 @@ pub fn write_coinbase_spot(landing: &Path, records: usize, per_file: usize) -> s
                 ts.format("%Y-%m-%dT%H:%M:%SZ")
             )?;
         }
-        let name = format!("bench-spot-1-{}-{file_no:06}", t.format("%Y-%m-%d-%H-%M-%S"));
+        let name = format!(
+            "bench-spot-1-{}-{file_no:06}",
+            t.format("%Y-%m-%d-%H-%M-%S")
+        );
         std::fs::write(dir.join(name), &body)?;
         bytes += body.len() as u64;
         written += n;

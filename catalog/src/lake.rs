@@ -41,11 +41,6 @@ impl Lake {
         Ok(Self { backend })
     }
 
-    /// Wraps an already open backend.
-    pub fn from_backend(backend: Arc<dyn CatalogBackend>) -> Self {
-        Self { backend }
-    }
-
     pub fn backend(&self) -> &dyn CatalogBackend {
         self.backend.as_ref()
     }

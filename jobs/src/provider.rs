@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use cryptolake_catalog::Lake;
 use datafusion::catalog::{MemorySchemaProvider, Session};
@@ -299,7 +299,49 @@ pub async fn register_lake(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     Ok(())
 }
 
-/// The provider's schema for a table, without Parquet metadata (for tests and callers).
-pub fn schema_of(provider: &IcebergProvider) -> Arc<Schema> {
-    provider.schema.clone()
+#[cfg(test)]
+mod tests {
+    use iceberg::spec::{DataFileFormat, NestedField, PrimitiveType, Schema, Type};
+
+    use super::*;
+
+    fn task(length: u64) -> FileScanTask {
+        let schema = Schema::builder()
+            .with_fields(vec![Arc::new(NestedField::required(
+                1,
+                "a",
+                Type::Primitive(PrimitiveType::Long),
+            ))])
+            .build()
+            .unwrap();
+        FileScanTask {
+            file_size_in_bytes: length,
+            start: 0,
+            length,
+            record_count: None,
+            data_file_path: format!("f{length}.parquet"),
+            data_file_format: DataFileFormat::Parquet,
+            schema: Arc::new(schema),
+            project_field_ids: vec![1],
+            predicate: None,
+            deletes: Vec::new(),
+            partition: None,
+            partition_spec: None,
+            name_mapping: None,
+            case_sensitive: true,
+        }
+    }
+
+    #[test]
+    fn files_are_spread_over_partitions_by_size() {
+        let tasks = [100, 90, 60, 50, 40, 10].map(task).to_vec();
+        let groups = group_by_size(tasks, 2);
+        let sizes: Vec<u64> = groups
+            .iter()
+            .map(|g| g.iter().map(|t| t.length).sum())
+            .collect();
+        assert_eq!(sizes, [100 + 50 + 40, 90 + 60 + 10]);
+        assert_eq!(group_by_size(vec![task(5)], 8).len(), 1);
+        assert_eq!(group_by_size(Vec::new(), 8).len(), 1);
+    }
 }

@@ -4,13 +4,11 @@
 //! columns are matched by field id); the tasks are plain data that can be grouped into
 //! partitions and shipped to executors.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
-use iceberg::expr::Predicate;
 use iceberg::scan::{ArrowRecordBatchStream, FileScanTask};
 use iceberg::spec::{DataFile, ManifestStatus, Operation, SnapshotRef};
 use iceberg::table::Table;
@@ -92,18 +90,6 @@ pub async fn appended_since(table: &Table, after: Option<i64>) -> Result<Vec<App
     Ok(out)
 }
 
-/// Live data files of the current snapshot, optionally only those a predicate may match.
-pub async fn live_files(table: &Table, filter: Option<Predicate>) -> Result<Vec<FileScanTask>> {
-    if table.metadata().current_snapshot().is_none() {
-        return Ok(Vec::new());
-    }
-    let mut scan = table.scan().select_all();
-    if let Some(filter) = filter {
-        scan = scan.with_filter(filter);
-    }
-    Ok(scan.build()?.plan_files().await?.try_collect().await?)
-}
-
 /// Scan tasks for whole data files of the table's current schema, projecting `columns` (all
 /// when `None`).
 pub fn tasks_for_files(
@@ -144,23 +130,6 @@ pub fn tasks_for_files(
         .collect())
 }
 
-/// Restricts tasks to some columns (by name).
-pub fn project(table: &Table, tasks: &mut [FileScanTask], columns: &[&str]) -> Result<()> {
-    let schema = table.metadata().current_schema();
-    let ids: Vec<i32> = columns
-        .iter()
-        .map(|n| {
-            schema
-                .field_id_by_name(n)
-                .ok_or_else(|| Error::Invalid(format!("{} has no column {n}", table.identifier())))
-        })
-        .collect::<Result<_>>()?;
-    for t in tasks {
-        t.project_field_ids = ids.clone();
-    }
-    Ok(())
-}
-
 /// Reads the tasks' rows as a stream of record batches.
 pub fn read(
     table: &Table,
@@ -174,14 +143,6 @@ pub fn read(
     let stream = futures::stream::iter(tasks.into_iter().map(Ok)).boxed();
     Ok(reader.read(stream)?.stream())
 }
-
-/// Paths of a list of files.
-pub fn paths(files: &[DataFile]) -> HashSet<String> {
-    files.iter().map(|f| f.file_path().to_string()).collect()
-}
-
-/// Shares a table handle.
-pub type TableRef = Arc<Table>;
 
 /// Live data files of the current snapshot, read from its manifests.
 pub async fn live_data_files(table: &Table) -> Result<Vec<DataFile>> {

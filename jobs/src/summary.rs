@@ -54,39 +54,11 @@ impl RunSummary {
         self
     }
 
-    /// Totals over all tables.
-    pub fn totals(&self) -> TableRun {
-        let mut t = TableRun::default();
-        for r in self.tables.values() {
-            t.rows_in += r.rows_in;
-            t.rows_out += r.rows_out;
-            t.quarantined += r.quarantined;
-            t.duplicates_dropped += r.duplicates_dropped;
-            t.files_written += r.files_written;
-            t.bytes_written += r.bytes_written;
-            t.files_removed += r.files_removed;
-        }
-        t
-    }
-
     /// Snapshots committed by this run.
     pub fn commits(&self) -> usize {
         self.tables
             .values()
             .filter(|t| t.snapshot_id.is_some())
             .count()
-    }
-
-    /// Merges another job's summary (for `run all`).
-    pub fn absorb(&mut self, other: RunSummary) {
-        self.tables.extend(other.tables);
-        for (k, v) in other.sources {
-            let e = self
-                .sources
-                .entry(format!("{}:{k}", other.job))
-                .or_default();
-            *e = v;
-        }
-        self.duration_ms += other.duration_ms;
     }
 }

@@ -21,6 +21,13 @@ fn decimal_builder() -> Decimal128Builder {
         .expect("valid decimal type")
 }
 
+/// Rows accumulated for one silver table.
+pub trait RowBatch {
+    fn len(&self) -> usize;
+    /// Takes the rows so far as a record batch.
+    fn finish(&mut self) -> Result<RecordBatch>;
+}
+
 /// The `date, year, month, day, hour` columns of seed 003.
 #[derive(Debug, Default)]
 struct DateParts {
@@ -79,10 +86,6 @@ impl QuoteBatch {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn push(&mut self, source: &str, q: &Quote, ingest_us: i64, file: &str) {
         self.source.append_value(source);
         self.symbol.append_value(&q.symbol);
@@ -104,8 +107,14 @@ impl QuoteBatch {
         self.file.append_value(file);
         self.len += 1;
     }
+}
 
-    pub fn finish(&mut self) -> Result<RecordBatch> {
+impl RowBatch for QuoteBatch {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.source.finish()),
             Arc::new(self.symbol.finish()),
@@ -153,10 +162,6 @@ impl TradeBatch {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn push(&mut self, source: &str, t: &Trade, ingest_us: i64, file: &str) {
         let values = [source, &t.trade_id, &t.user_id, &t.symbol, t.side];
         for (b, v) in self.strings.iter_mut().zip(values) {
@@ -170,8 +175,14 @@ impl TradeBatch {
         self.file.append_value(file);
         self.len += 1;
     }
+}
 
-    pub fn finish(&mut self) -> Result<RecordBatch> {
+impl RowBatch for TradeBatch {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let mut cols: Vec<ArrayRef> = self
             .strings
             .iter_mut()
@@ -230,10 +241,6 @@ impl QuarantineBatch {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn push(&mut self, bad: &BadRecord<'_>) {
         self.source.append_value(bad.source);
         self.file.append_value(bad.file);
@@ -244,8 +251,14 @@ impl QuarantineBatch {
         self.at.append_value(self.now_us);
         self.len += 1;
     }
+}
 
-    pub fn finish(&mut self) -> Result<RecordBatch> {
+impl RowBatch for QuarantineBatch {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch> {
         let cols: Vec<ArrayRef> = vec![
             Arc::new(self.source.finish()),
             Arc::new(self.file.finish()),

@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
 use cryptolake_catalog::{Requirement, SnapshotCommit};
 use futures::TryStreamExt;
 use iceberg::table::Table;
 use serde::Serialize;
 
-use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, TradeBatch};
+use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
 use self::dedup::{KeyIndex, QuoteKey, quote_key, trade_key};
 use self::normalize::{Fields, Normalized, normalize};
 use crate::context::JobContext;
@@ -277,40 +277,71 @@ impl Silver {
     }
 }
 
+/// One output's writer, pending rows and figures.
+struct Sink<B> {
+    writer: TableWriter,
+    rows: B,
+    run: TableRun,
+}
+
+impl<B: RowBatch> Sink<B> {
+    /// Writes the pending rows once there are at least `limit` of them.
+    async fn flush(&mut self, limit: usize) -> Result<()> {
+        if self.rows.len() >= limit.max(1) {
+            self.writer.write(self.rows.finish()?).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and closes the files: the data files and the figures.
+    async fn close(mut self) -> Result<(Vec<iceberg::spec::DataFile>, TableRun)> {
+        self.flush(1).await?;
+        let mut run = self.run;
+        run.rows_out = self.writer.rows();
+        let files = self.writer.close().await?;
+        run.files_written = files.len() as u64;
+        run.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
+        Ok((files, run))
+    }
+}
+
 /// The writers and dedup state of one run.
 struct Run {
     batch_size: usize,
     ingest_now_us: i64,
-    quotes: (TableWriter, QuoteBatch, TableRun),
-    trades: (TableWriter, TradeBatch, TableRun),
-    quarantine: (TableWriter, QuarantineBatch, TableRun),
+    quotes: Sink<QuoteBatch>,
+    trades: Sink<TradeBatch>,
+    quarantine: Sink<QuarantineBatch>,
     quote_keys: KeyIndex<QuoteKey>,
     trade_keys: KeyIndex<String>,
 }
 
-async fn open(ctx: &JobContext, out: Output) -> Result<(Table, TableWriter)> {
+async fn sink<B>(
+    ctx: &JobContext,
+    out: Output,
+    rows: impl FnOnce(SchemaRef) -> B,
+) -> Result<(Table, Sink<B>)> {
     let table = ctx.lake.ensure_table(&out.layout()).await?;
     let writer = TableWriter::new(&table, ctx.settings.target_file_size)?;
-    Ok((table, writer))
+    let rows = rows(arrow_schema(&table)?);
+    let run = TableRun::default();
+    Ok((table, Sink { writer, rows, run }))
 }
 
 impl Run {
     async fn new(ctx: &JobContext) -> Result<Self> {
         let bs = ctx.settings.batch_size;
         let now = chrono::Utc::now().timestamp_micros();
-        let (qt, qw) = open(ctx, Output::Quotes).await?;
-        let (tt, tw) = open(ctx, Output::Trades).await?;
-        let (xt, xw) = open(ctx, Output::Quarantine).await?;
+        let (qt, quotes) = sink(ctx, Output::Quotes, QuoteBatch::new).await?;
+        let (tt, trades) = sink(ctx, Output::Trades, TradeBatch::new).await?;
+        let (_, quarantine) =
+            sink(ctx, Output::Quarantine, |s| QuarantineBatch::new(s, now)).await?;
         Ok(Self {
             batch_size: bs,
             ingest_now_us: now,
-            quotes: (qw, QuoteBatch::new(arrow_schema(&qt)?), TableRun::default()),
-            trades: (tw, TradeBatch::new(arrow_schema(&tt)?), TableRun::default()),
-            quarantine: (
-                xw,
-                QuarantineBatch::new(arrow_schema(&xt)?, now),
-                TableRun::default(),
-            ),
+            quotes,
+            trades,
+            quarantine,
             quote_keys: KeyIndex::new(Some(qt), &["source", "symbol", "event_time"], bs).await?,
             trade_keys: KeyIndex::new(Some(tt), &["trade_id"], bs).await?,
         })
@@ -363,13 +394,15 @@ impl Run {
                     let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
                     let key = (source.to_string(), q.symbol.clone(), q.event_us);
                     if self.quote_keys.insert(&part, key, quote_key).await? {
-                        self.quotes.1.push(source, &q, ingest_us, file.value(row));
+                        self.quotes
+                            .rows
+                            .push(source, &q, ingest_us, file.value(row));
                         counts.good += 1;
                     } else {
                         counts.duplicates_dropped += 1;
-                        self.quotes.2.duplicates_dropped += 1;
+                        self.quotes.run.duplicates_dropped += 1;
                     }
-                    self.quotes.2.rows_in += 1;
+                    self.quotes.run.rows_in += 1;
                 }
                 Ok(Normalized::Trade(t)) => {
                     let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
@@ -378,13 +411,15 @@ impl Run {
                         .insert(&part, t.trade_id.clone(), trade_key)
                         .await?
                     {
-                        self.trades.1.push(source, &t, ingest_us, file.value(row));
+                        self.trades
+                            .rows
+                            .push(source, &t, ingest_us, file.value(row));
                         counts.good += 1;
                     } else {
                         counts.duplicates_dropped += 1;
-                        self.trades.2.duplicates_dropped += 1;
+                        self.trades.run.duplicates_dropped += 1;
                     }
-                    self.trades.2.rows_in += 1;
+                    self.trades.run.rows_in += 1;
                 }
                 Err(reason) => {
                     let raw_text = if raw.is_valid(row) {
@@ -392,7 +427,7 @@ impl Run {
                     } else {
                         fields.to_json()
                     };
-                    self.quarantine.1.push(&BadRecord {
+                    self.quarantine.rows.push(&BadRecord {
                         source,
                         file: file.value(row),
                         record: record.value(row),
@@ -401,49 +436,29 @@ impl Run {
                         ingest_us,
                     });
                     counts.quarantined += 1;
-                    self.quarantine.2.rows_in += 1;
-                    self.quotes.2.quarantined += u64::from(source != "trades");
-                    self.trades.2.quarantined += u64::from(source == "trades");
+                    self.quarantine.run.rows_in += 1;
+                    self.quotes.run.quarantined += u64::from(source != "trades");
+                    self.trades.run.quarantined += u64::from(source == "trades");
                 }
             }
-            self.flush(false).await?;
+            self.flush().await?;
         }
         Ok(())
     }
 
-    async fn flush(&mut self, all: bool) -> Result<()> {
-        let limit = if all { 1 } else { self.batch_size };
-        if self.quotes.1.len() >= limit {
-            self.quotes.0.write(self.quotes.1.finish()?).await?;
-        }
-        if self.trades.1.len() >= limit {
-            self.trades.0.write(self.trades.1.finish()?).await?;
-        }
-        if self.quarantine.1.len() >= limit {
-            self.quarantine.0.write(self.quarantine.1.finish()?).await?;
-        }
-        Ok(())
+    async fn flush(&mut self) -> Result<()> {
+        self.quotes.flush(self.batch_size).await?;
+        self.trades.flush(self.batch_size).await?;
+        self.quarantine.flush(self.batch_size).await
     }
 
     /// Closes the writers: per output, the files written and the figures.
-    async fn close(mut self) -> Result<Vec<(Output, (Vec<iceberg::spec::DataFile>, TableRun))>> {
-        self.flush(true).await?;
-        let mut out = Vec::new();
-        for (o, (writer, _, mut run)) in [
-            (Output::Quotes, (self.quotes.0, (), self.quotes.2)),
-            (Output::Trades, (self.trades.0, (), self.trades.2)),
-            (
-                Output::Quarantine,
-                (self.quarantine.0, (), self.quarantine.2),
-            ),
-        ] {
-            run.rows_out = writer.rows();
-            let files = writer.close().await?;
-            run.files_written = files.len() as u64;
-            run.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
-            out.push((o, (files, run)));
-        }
-        Ok(out)
+    async fn close(self) -> Result<Vec<(Output, (Vec<iceberg::spec::DataFile>, TableRun))>> {
+        Ok(vec![
+            (Output::Quotes, self.quotes.close().await?),
+            (Output::Trades, self.trades.close().await?),
+            (Output::Quarantine, self.quarantine.close().await?),
+        ])
     }
 }
 
