@@ -10,7 +10,7 @@ use cryptolake_benches::{peak_rss_mib, write_coinbase_spot};
 use cryptolake_catalog::{CatalogConfig, Lake};
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::silver::Silver;
-use cryptolake_jobs::{JobContext, JobSettings};
+use cryptolake_jobs::{Job, JobContext, JobSettings};
 
 fn arg(n: usize, default: usize) -> usize {
     std::env::args()

@@ -1,8 +1,11 @@
 //! What every job needs: the lake, the landing directory and the run settings.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use cryptolake_catalog::Lake;
+
+use crate::progress::{self, Progress};
 
 use crate::{Error, Result};
 
@@ -55,6 +58,8 @@ pub struct JobContext {
     /// `<landing>/<source>/**` holds the landing files.
     pub landing: PathBuf,
     pub settings: JobSettings,
+    /// Where jobs report progress (nothing by default).
+    pub progress: Arc<dyn Progress>,
 }
 
 impl JobContext {
@@ -64,6 +69,13 @@ impl JobContext {
             lake,
             landing,
             settings,
+            progress: progress::none(),
         })
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
     }
 }

@@ -86,7 +86,7 @@ impl IngestFiles {
     }
 
     /// Lists the files each source has not taken yet. Writes nothing.
-    pub async fn plan(&self) -> Result<IngestFilesPlan> {
+    async fn plan_impl(&self) -> Result<IngestFilesPlan> {
         let mut sources = Vec::new();
         for source in &self.sources {
             let layout = layout::bronze(source)?;
@@ -113,9 +113,13 @@ impl IngestFiles {
     }
 
     /// Ingests the planned files, one commit per source with new files.
-    pub async fn execute(&self, plan: IngestFilesPlan) -> Result<RunSummary> {
+    async fn execute_impl(&self, plan: IngestFilesPlan) -> Result<RunSummary> {
         let started = Instant::now();
         let ingest_us = chrono::Utc::now().timestamp_micros();
+        let files = plan.sources.iter().map(|s| s.files.len() as u64).sum();
+        self.ctx
+            .progress
+            .start("ingest-files: landing files", files);
         let mut tasks = tokio::task::JoinSet::new();
         for source_plan in plan.sources.into_iter().filter(|s| !s.files.is_empty()) {
             let ctx = self.ctx.clone();
@@ -162,6 +166,7 @@ async fn ingest_source(
         }
         counts.records += records.len() as u64;
         counts.files += 1;
+        ctx.progress.advance(1);
     }
     if !builder.is_empty() {
         writer.write(builder.finish()?).await?;
@@ -203,4 +208,17 @@ async fn ingest_source(
             ..run
         },
     ))
+}
+
+impl crate::Job for IngestFiles {
+    type Plan = IngestFilesPlan;
+    const NAME: &'static str = "ingest-files";
+
+    async fn plan(&self) -> Result<IngestFilesPlan> {
+        self.plan_impl().await
+    }
+
+    async fn execute(&self, plan: IngestFilesPlan) -> Result<RunSummary> {
+        self.execute_impl(plan).await
+    }
 }

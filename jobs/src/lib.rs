@@ -8,6 +8,7 @@ pub mod fault;
 pub mod generate;
 pub mod gold;
 pub mod ingest_files;
+pub mod progress;
 pub mod provider;
 pub mod scan;
 pub mod silver;
@@ -16,5 +17,21 @@ pub mod summary;
 pub mod write;
 
 pub use context::{JobContext, JobSettings};
+
+/// A job: a pure `plan()` that says what will be read, written and committed, and an
+/// `execute()` that carries a plan out. `--dry-run` prints the plan.
+pub trait Job {
+    /// What `plan()` found; serializable so that `--dry-run` can print it.
+    type Plan: serde::Serialize + Send;
+    /// The job's name, as the CLI spells it.
+    const NAME: &'static str;
+    /// Reads catalogs and sources; writes nothing.
+    fn plan(&self) -> impl std::future::Future<Output = Result<Self::Plan>> + Send;
+    /// Writes files and commits them.
+    fn execute(
+        &self,
+        plan: Self::Plan,
+    ) -> impl std::future::Future<Output = Result<RunSummary>> + Send;
+}
 pub use error::{Error, Result};
 pub use summary::{RunSummary, SourceCounts, TableRun};

@@ -8,7 +8,7 @@ use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::provider::session_with_lake;
 use cryptolake_jobs::silver::Silver;
-use cryptolake_jobs::{Error, JobContext, JobSettings};
+use cryptolake_jobs::{Error, Job, JobContext, JobSettings};
 
 struct Env {
     ctx: JobContext,

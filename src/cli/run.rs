@@ -1,13 +1,15 @@
 //! `cryptolake run JOB [--dry-run]`: plan, then execute, one job or all in order.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cryptolake_catalog::Lake;
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
+use cryptolake_jobs::progress::Progress;
 use cryptolake_jobs::silver::Silver;
-use cryptolake_jobs::{JobContext, RunSummary};
+use cryptolake_jobs::{Job, JobContext, RunSummary};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -40,17 +42,35 @@ pub struct RunArgs {
     pub target_file_size: Option<u64>,
 }
 
-fn spinner(format: Format) -> ProgressBar {
-    if format == Format::Text && std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
+/// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
+#[derive(Debug)]
+struct Bar(ProgressBar);
+
+impl Bar {
+    fn new(format: Format) -> Self {
+        if format != Format::Text || !std::io::stdout().is_terminal() {
+            return Self(ProgressBar::hidden());
+        }
+        let bar = ProgressBar::new(0);
+        let style =
+            ProgressStyle::with_template("{spinner} {elapsed:>4} {msg} [{bar:30}] {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    } else {
-        ProgressBar::hidden()
+        Self(bar)
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, stage: &str, total: u64) {
+        self.0.set_message(stage.to_string());
+        self.0.set_length(total);
+        self.0.set_position(0);
+    }
+
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
     }
 }
 
@@ -63,66 +83,26 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         settings.target_file_size = t as usize;
     }
     let lake = Lake::open(&config.catalog).await?;
-    let ctx = JobContext::new(lake, config.landing.path.clone(), settings)?;
+    let bar = Arc::new(Bar::new(format));
+    let ctx =
+        JobContext::new(lake, config.landing.path.clone(), settings)?.with_progress(bar.clone());
     let jobs = match args.job {
         JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
         one => vec![one],
     };
-    let bar = spinner(format);
     let mut plans = serde_json::Map::new();
     let mut summaries = Vec::new();
     for job in jobs {
-        let name = job_name(job);
-        bar.set_message(format!("{name}: planning"));
         let (plan, summary) = match job {
-            JobName::IngestFiles => {
-                let b = IngestFiles::new(ctx.clone());
-                let plan = b.plan().await?;
-                let shown = json!(plan);
-                (
-                    shown,
-                    if args.dry_run {
-                        None
-                    } else {
-                        bar.set_message(format!("{name}: running"));
-                        Some(b.execute(plan).await?)
-                    },
-                )
-            }
-            JobName::Silver => {
-                let b = Silver::new(ctx.clone());
-                let plan = b.plan().await?;
-                let shown = json!(plan);
-                (
-                    shown,
-                    if args.dry_run {
-                        None
-                    } else {
-                        bar.set_message(format!("{name}: running"));
-                        Some(b.execute(plan).await?)
-                    },
-                )
-            }
-            JobName::Gold => {
-                let b = Gold::new(ctx.clone());
-                let plan = b.plan().await?;
-                let shown = json!(plan);
-                (
-                    shown,
-                    if args.dry_run {
-                        None
-                    } else {
-                        bar.set_message(format!("{name}: running"));
-                        Some(b.execute(plan).await?)
-                    },
-                )
-            }
+            JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, &bar).await?,
+            JobName::Silver => step(Silver::new(ctx.clone()), args.dry_run, &bar).await?,
+            JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, &bar).await?,
             JobName::All => unreachable!("expanded above"),
         };
-        plans.insert(name.to_string(), plan);
+        plans.insert(job_name(job).to_string(), plan);
         summaries.extend(summary);
     }
-    bar.finish_and_clear();
+    bar.0.finish_and_clear();
     if args.dry_run {
         println!(
             "{}",
@@ -132,6 +112,23 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     }
     print_summaries(&summaries, format);
     Ok(())
+}
+
+/// Plans a job and, unless this is a dry run, executes the plan.
+async fn step<J: Job>(
+    job: J,
+    dry_run: bool,
+    bar: &Bar,
+) -> Result<(Value, Option<RunSummary>), CliError> {
+    bar.start(&format!("{}: planning", J::NAME), 0);
+    let plan = job.plan().await?;
+    let shown = json!(plan);
+    let summary = if dry_run {
+        None
+    } else {
+        Some(job.execute(plan).await?)
+    };
+    Ok((shown, summary))
 }
 
 fn job_name(job: JobName) -> &'static str {

@@ -85,7 +85,7 @@ impl Gold {
     }
 
     /// Finds the silver snapshots each gold table has not consumed. Writes nothing.
-    pub async fn plan(&self) -> Result<GoldPlan> {
+    async fn plan_impl(&self) -> Result<GoldPlan> {
         let mut silver = BTreeMap::new();
         for s in [SilverTable::Quotes, SilverTable::Trades] {
             silver.insert(s, self.ctx.lake.table_if_exists(&s.layout().ident()).await?);
@@ -137,12 +137,16 @@ impl Gold {
     }
 
     /// Recomputes and commits every planned gold table.
-    pub async fn execute(&self, plan: GoldPlan) -> Result<RunSummary> {
+    async fn execute_impl(&self, plan: GoldPlan) -> Result<RunSummary> {
         let started = Instant::now();
         let mut summary = RunSummary::new(JOB);
+        self.ctx
+            .progress
+            .start("gold: tables", plan.tables.len() as u64);
         for table_plan in plan.tables {
             let run = self.build(&table_plan).await?;
             summary.tables.insert(table_plan.table.clone(), run);
+            self.ctx.progress.advance(1);
         }
         Ok(summary.finish(started.elapsed()))
     }
@@ -368,6 +372,19 @@ async fn files_in(
         }
     }
     Ok(out)
+}
+
+impl crate::Job for Gold {
+    type Plan = GoldPlan;
+    const NAME: &'static str = "gold";
+
+    async fn plan(&self) -> Result<GoldPlan> {
+        self.plan_impl().await
+    }
+
+    async fn execute(&self, plan: GoldPlan) -> Result<RunSummary> {
+        self.execute_impl(plan).await
+    }
 }
 
 #[cfg(test)]

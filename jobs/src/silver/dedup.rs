@@ -1,8 +1,9 @@
 //! Keys already in a silver table, loaded one `(symbol, day)` partition at a time, only for the
-//! partitions new rows fall into. Memory holds keys, never rows.
+//! partitions new rows fall into. Memory holds 128-bit key fingerprints (16 bytes a row), never
+//! rows: two independent 64-bit SipHashes, so a false "duplicate" needs a 128-bit collision.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -30,18 +31,29 @@ fn partition_of(file: &DataFile) -> Option<PartitionKey> {
     Some((symbol, day))
 }
 
+/// A 128-bit fingerprint of a key.
+pub fn fingerprint<T: Hash + ?Sized>(key: &T) -> u128 {
+    let half = |salt: u8| {
+        let mut h = DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
 /// A key set over one table, filled lazily per partition.
 #[derive(Debug)]
-pub struct KeyIndex<K> {
+pub struct KeyIndex {
     table: Option<Table>,
     files: HashMap<PartitionKey, Vec<DataFile>>,
     loaded: HashSet<PartitionKey>,
-    keys: HashSet<K>,
+    keys: HashSet<u128>,
     columns: &'static [&'static str],
     batch_size: usize,
 }
 
-impl<K: Eq + Hash> KeyIndex<K> {
+impl KeyIndex {
     /// Indexes the live files of `table` (as of now) by partition. `columns` are the key columns.
     pub async fn new(
         table: Option<Table>,
@@ -66,12 +78,13 @@ impl<K: Eq + Hash> KeyIndex<K> {
         })
     }
 
-    /// Inserts `key` (in partition `part`); false when it was already present.
+    /// Inserts a key fingerprint (in partition `part`); false when it was already present.
+    /// `extract` reads the fingerprint of a row of the table's key columns.
     pub async fn insert(
         &mut self,
         part: &PartitionKey,
-        key: K,
-        extract: impl Fn(&arrow::array::RecordBatch, usize) -> K,
+        key: u128,
+        extract: impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<bool> {
         if !self.loaded.contains(part) {
             self.load(part, &extract).await?;
@@ -82,7 +95,7 @@ impl<K: Eq + Hash> KeyIndex<K> {
     async fn load(
         &mut self,
         part: &PartitionKey,
-        extract: &impl Fn(&arrow::array::RecordBatch, usize) -> K,
+        extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<()> {
         self.loaded.insert(part.clone());
         let (Some(table), Some(files)) = (&self.table, self.files.remove(part)) else {
@@ -99,17 +112,33 @@ impl<K: Eq + Hash> KeyIndex<K> {
     }
 }
 
-/// Quote key: `(source, symbol, event_time)`.
-pub type QuoteKey = (String, String, i64);
+/// The fingerprint of a quote's key `(source, symbol, event_time)`.
+pub fn quote_fingerprint(source: &str, symbol: &str, event_us: i64) -> u128 {
+    fingerprint(&(source, symbol, event_us))
+}
 
 /// Reads a quote key from a batch projected to `source, symbol, event_time`.
-pub fn quote_key(batch: &arrow::array::RecordBatch, row: usize) -> QuoteKey {
-    let s = |i: usize| batch.column(i).as_string::<i32>().value(row).to_string();
+pub fn quote_key(batch: &arrow::array::RecordBatch, row: usize) -> u128 {
+    let s = |i: usize| batch.column(i).as_string::<i32>().value(row);
     let t = batch.column(2).as_primitive::<TimestampMicrosecondType>();
-    (s(0), s(1), if t.is_null(row) { 0 } else { t.value(row) })
+    quote_fingerprint(s(0), s(1), if t.is_null(row) { 0 } else { t.value(row) })
 }
 
 /// Reads a trade key from a batch projected to `trade_id`.
-pub fn trade_key(batch: &arrow::array::RecordBatch, row: usize) -> String {
-    batch.column(0).as_string::<i32>().value(row).to_string()
+pub fn trade_key(batch: &arrow::array::RecordBatch, row: usize) -> u128 {
+    fingerprint(batch.column(0).as_string::<i32>().value(row))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_keys_apart_and_repeat() {
+        let a = quote_fingerprint("coinbase_spot", "BTC-USD", 1);
+        assert_eq!(a, quote_fingerprint("coinbase_spot", "BTC-USD", 1));
+        assert_ne!(a, quote_fingerprint("coinbase_spot", "BTC-USD", 2));
+        assert_ne!(a, quote_fingerprint("coinbase_spo", "tBTC-USD", 1));
+        assert_eq!(fingerprint("t-1"), fingerprint(&"t-1".to_string()[..]));
+    }
 }

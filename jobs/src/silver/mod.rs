@@ -25,7 +25,7 @@ use iceberg::table::Table;
 use serde::Serialize;
 
 use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
-use self::dedup::{KeyIndex, QuoteKey, quote_key, trade_key};
+use self::dedup::{KeyIndex, fingerprint, quote_fingerprint, quote_key, trade_key};
 use self::normalize::{Fields, Normalized, normalize};
 use crate::context::JobContext;
 use crate::fault::maybe_crash;
@@ -113,7 +113,7 @@ impl Silver {
     }
 
     /// Finds the bronze snapshots each output has not consumed. Writes nothing.
-    pub async fn plan(&self) -> Result<SilverPlan> {
+    async fn plan_impl(&self) -> Result<SilverPlan> {
         let mut outputs = HashMap::new();
         for out in Output::ALL {
             outputs.insert(
@@ -171,13 +171,15 @@ impl Silver {
     }
 
     /// Transforms the planned bronze rows and commits the three silver tables.
-    pub async fn execute(&self, plan: SilverPlan) -> Result<RunSummary> {
+    async fn execute_impl(&self, plan: SilverPlan) -> Result<RunSummary> {
         let started = Instant::now();
         let mut summary = RunSummary::new(JOB);
         if plan.is_empty() {
             return Ok(summary.finish(started.elapsed()));
         }
         let mut run = Run::new(&self.ctx).await?;
+        let files = plan.inputs.iter().map(|i| i.files as u64).sum();
+        self.ctx.progress.start("silver: bronze files", files);
         for input in &plan.inputs {
             let bronze = self
                 .ctx
@@ -312,8 +314,8 @@ struct Run {
     quotes: Sink<QuoteBatch>,
     trades: Sink<TradeBatch>,
     quarantine: Sink<QuarantineBatch>,
-    quote_keys: KeyIndex<QuoteKey>,
-    trade_keys: KeyIndex<String>,
+    quote_keys: KeyIndex,
+    trade_keys: KeyIndex,
 }
 
 async fn sink<B>(
@@ -392,7 +394,7 @@ impl Run {
             match outcome {
                 Ok(Normalized::Quote(q)) => {
                     let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
-                    let key = (source.to_string(), q.symbol.clone(), q.event_us);
+                    let key = quote_fingerprint(source, &q.symbol, q.event_us);
                     if self.quote_keys.insert(&part, key, quote_key).await? {
                         self.quotes
                             .rows
@@ -406,11 +408,8 @@ impl Run {
                 }
                 Ok(Normalized::Trade(t)) => {
                     let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
-                    if self
-                        .trade_keys
-                        .insert(&part, t.trade_id.clone(), trade_key)
-                        .await?
-                    {
+                    let key = fingerprint(t.trade_id.as_str());
+                    if self.trade_keys.insert(&part, key, trade_key).await? {
                         self.trades
                             .rows
                             .push(source, &t, ingest_us, file.value(row));
@@ -521,5 +520,18 @@ impl Fields for RowFields {
         let i = self.names.iter().position(|n| *n == name)?;
         let a = self.arrays[i].as_ref()?;
         a.is_valid(self.row).then(|| a.value(self.row))
+    }
+}
+
+impl crate::Job for Silver {
+    type Plan = SilverPlan;
+    const NAME: &'static str = "silver";
+
+    async fn plan(&self) -> Result<SilverPlan> {
+        self.plan_impl().await
+    }
+
+    async fn execute(&self, plan: SilverPlan) -> Result<RunSummary> {
+        self.execute_impl(plan).await
     }
 }
