@@ -207,3 +207,59 @@ fn dry_run_prints_the_plan_and_commits_nothing() {
     );
     assert!(p.table_counts().is_empty(), "a dry run creates no table");
 }
+
+#[test]
+fn landing_files_of_every_layout_are_read() {
+    use std::io::Write;
+    let p = Project::new();
+    let trades = p.path().join("lake/landing/trades");
+    let trade = |id: u32| {
+        format!(
+            r#"{{"trade_id":"t{id}","user_id":"u1","symbol":"BTC/USD","side":"buy","quantity":"0.5","price":"43000.25","timestamp":"2026-01-01T00:00:0{id}Z"}}"#
+        )
+    };
+    std::fs::create_dir_all(trades.join("2026/01/01/00")).unwrap();
+    std::fs::write(trades.join("empty.json"), "").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    write!(gz, "\u{feff}{}{}", trade(1), trade(2)).unwrap();
+    std::fs::write(
+        trades.join("2026/01/01/00/stream-1-2026-01-01-00-00-00-abc"),
+        gz.finish().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        trades.join("array.json"),
+        format!("[{},{}]", trade(3), trade(4)),
+    )
+    .unwrap();
+    std::fs::write(
+        trades.join("lines.jsonl"),
+        format!("{}\n{}\n", trade(5), trade(6)),
+    )
+    .unwrap();
+    std::fs::write(trades.join("_SUCCESS"), "").unwrap();
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&p.ok(&["run", "ingest-files", "--dry-run"])).unwrap();
+    let trades_plan = plan["ingest-files"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["source"] == "trades")
+        .unwrap();
+    assert_eq!(
+        trades_plan["new_files"].as_array().unwrap().len(),
+        4,
+        "{trades_plan}"
+    );
+    p.ok(&["run", "all"]);
+    assert_eq!(p.count("bronze.trades"), 6);
+    assert_eq!(p.count("silver.trades"), 6);
+    let rows = p.sql("SELECT CAST(sum(quantity) AS VARCHAR) AS q, CAST(max(price) AS VARCHAR) AS p FROM silver.trades");
+    assert_eq!(rows[0]["q"], "3.0000000000000000");
+    assert_eq!(rows[0]["p"], "43000.2500000000000000");
+    // The empty file was taken too: nothing is left to ingest.
+    let before = p.snapshots();
+    p.ok(&["run", "ingest-files"]);
+    assert_eq!(p.snapshots(), before);
+}
