@@ -196,6 +196,13 @@ async fn ingest_source(
         .set_property("cryptolake.job", JOB)
         .require(requirement);
     let outcome = ctx.lake.commit(&commit).await?;
+    tracing::info!(
+        source = %plan.source,
+        files = plan.files.len(),
+        records = counts.records,
+        snapshot = outcome.snapshot_id,
+        "landing files ingested"
+    );
     maybe_crash(JOB, "after-commit");
     counts.good = counts.records;
     Ok((

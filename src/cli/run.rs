@@ -35,10 +35,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Fail the run when more than this fraction of records is bad (overrides the config).
-    #[arg(long)]
+    #[arg(long, env = "CRYPTOLAKE_MAX_BAD_FRACTION")]
     pub max_bad_fraction: Option<f64>,
     /// Roll data files at this many bytes (overrides the config).
-    #[arg(long)]
+    #[arg(long, env = "CRYPTOLAKE_TARGET_FILE_SIZE")]
     pub target_file_size: Option<u64>,
 }
 

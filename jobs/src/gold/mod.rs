@@ -221,6 +221,13 @@ impl Gold {
         maybe_crash(JOB, "after-write");
         let commit = self.commit(&gold, plan, added, removed);
         let outcome = self.ctx.lake.commit(&commit).await?;
+        tracing::info!(
+            table = %gold.identifier(),
+            rows = run.rows_out,
+            files_removed = run.files_removed,
+            snapshot = outcome.snapshot_id,
+            "gold committed"
+        );
         run.snapshot_id = Some(outcome.snapshot_id);
         run.commit_attempts = outcome.attempts;
         Ok(run)

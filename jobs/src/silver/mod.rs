@@ -219,6 +219,13 @@ impl Silver {
             let commit = self.commit_for(&plan, out, files);
             let Some(commit) = commit else { continue };
             let outcome = self.ctx.lake.commit(&commit).await?;
+            tracing::info!(
+                table = %commit.ident(),
+                rows = table_run.rows_out,
+                duplicates = table_run.duplicates_dropped,
+                snapshot = outcome.snapshot_id,
+                "silver committed"
+            );
             table_run.snapshot_id = Some(outcome.snapshot_id);
             table_run.commit_attempts = outcome.attempts;
             summary
