@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use cryptolake_catalog::layout::{self, LANDING_SOURCES};
 use cryptolake_catalog::{Requirement, SnapshotCommit};
+use futures::StreamExt;
 use iceberg::spec::TableMetadata;
 use serde::Serialize;
 
@@ -20,7 +21,7 @@ use crate::sources::bronze::BronzeBuilder;
 use crate::sources::landing::{self, LandingFile};
 use crate::sources::records::{Record, RecordDecoder};
 use crate::summary::{RunSummary, SourceCounts, TableRun};
-use crate::write::{TableWriter, arrow_schema};
+use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
 use crate::{Error, Result};
 
 /// Snapshot summary key holding the landing files (relative paths, JSON array) a snapshot took.
@@ -136,6 +137,37 @@ impl IngestFiles {
     }
 }
 
+/// Reads, splits and decodes one landing file into bronze batches (CPU work, run on the
+/// blocking pool). Returns the batches and the number of records.
+fn decode_file(
+    source: &str,
+    file: &LandingFile,
+    schema: arrow::datatypes::SchemaRef,
+    ingest_us: i64,
+    batch_size: usize,
+) -> Result<(Vec<arrow::array::RecordBatch>, u64)> {
+    let bytes = landing::read_file(&file.path)?;
+    let fields = layout::bronze_source_fields(source).unwrap_or(&[]);
+    let decoder = RecordDecoder::new(source, fields);
+    let mut records: Vec<Record<'_>> = Vec::new();
+    for piece in landing::split_values(&bytes) {
+        decoder.decode(&piece, &mut records);
+    }
+    let file_id = format!("{source}/{}", file.rel_path);
+    let mut builder = BronzeBuilder::new(schema, ingest_us);
+    let mut batches = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        builder.push(&file_id, index as i64, record);
+        if builder.len() >= batch_size {
+            batches.push(builder.finish()?);
+        }
+    }
+    if !builder.is_empty() {
+        batches.push(builder.finish()?);
+    }
+    Ok((batches, records.len() as u64))
+}
+
 async fn ingest_source(
     ctx: &JobContext,
     plan: SourcePlan,
@@ -143,35 +175,31 @@ async fn ingest_source(
 ) -> Result<(String, String, SourceCounts, TableRun)> {
     let layout = layout::bronze(&plan.source)?;
     let table = ctx.lake.ensure_table(&layout).await?;
-    let mut writer = TableWriter::new(&table, ctx.settings.target_file_size)?;
-    let mut builder = BronzeBuilder::new(arrow_schema(&table)?, ingest_us);
-    let fields = layout::bronze_source_fields(&plan.source).unwrap_or(&[]);
-    let decoder = RecordDecoder::new(&plan.source, fields);
+    let writer =
+        BackgroundWriter::spawn(TableWriter::new(&table, ctx.settings.target_file_size)?, 2);
+    let schema = arrow_schema(&table)?;
+    let batch_size = ctx.settings.batch_size;
     let mut counts = SourceCounts::default();
-    for file in &plan.files {
-        let path = file.path.clone();
-        let bytes = tokio::task::spawn_blocking(move || landing::read_file(&path))
-            .await
-            .map_err(|e| Error::Invalid(format!("reading task failed: {e}")))??;
-        let mut records: Vec<Record<'_>> = Vec::new();
-        for piece in landing::split_values(&bytes) {
-            decoder.decode(&piece, &mut records);
+    // Files decode on the blocking pool, a few at a time, in order; the writer encodes beside.
+    let source = plan.source.clone();
+    let mut decoded = futures::stream::iter(plan.files.iter().cloned().map(|file| {
+        let (source, schema) = (source.clone(), schema.clone());
+        tokio::task::spawn_blocking(move || {
+            decode_file(&source, &file, schema, ingest_us, batch_size)
+        })
+    }))
+    .buffered(ctx.settings.parallelism.max(1));
+    while let Some(joined) = decoded.next().await {
+        let (batches, records) =
+            joined.map_err(|e| Error::Invalid(format!("decoding task failed: {e}")))??;
+        for batch in batches {
+            writer.write(batch).await?;
         }
-        let file_id = format!("{}/{}", plan.source, file.rel_path);
-        for (index, record) in records.iter().enumerate() {
-            builder.push(&file_id, index as i64, record);
-            if builder.len() >= ctx.settings.batch_size {
-                writer.write(builder.finish()?).await?;
-            }
-        }
-        counts.records += records.len() as u64;
+        counts.records += records;
         counts.files += 1;
         ctx.progress.advance(1);
     }
-    if !builder.is_empty() {
-        writer.write(builder.finish()?).await?;
-    }
-    let data_files = writer.close().await?;
+    let (data_files, _) = writer.close().await?;
     maybe_crash(JOB, "after-write");
 
     let taken: Vec<String> = plan.files.iter().map(|f| f.rel_path.clone()).collect();

@@ -109,3 +109,51 @@ impl TableWriter {
         Ok(self.writer.close().await?)
     }
 }
+
+/// A [`TableWriter`] on its own task: `write` hands batches over a bounded channel (so memory
+/// stays bounded and a slow encoder slows the producer), and Parquet encoding runs beside the
+/// decoding and transforming that feed it.
+#[derive(Debug)]
+pub struct BackgroundWriter {
+    tx: tokio::sync::mpsc::Sender<RecordBatch>,
+    task: tokio::task::JoinHandle<Result<(Vec<DataFile>, u64)>>,
+    schema: ArrowSchemaRef,
+}
+
+impl BackgroundWriter {
+    /// Moves `writer` to a task that accepts at most `capacity` pending batches.
+    pub fn spawn(mut writer: TableWriter, capacity: usize) -> Self {
+        let schema = writer.schema().clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(capacity.max(1));
+        let task = tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                writer.write(batch).await?;
+            }
+            let rows = writer.rows();
+            Ok((writer.close().await?, rows))
+        });
+        Self { tx, task, schema }
+    }
+
+    /// The schema batches must have.
+    pub fn schema(&self) -> &ArrowSchemaRef {
+        &self.schema
+    }
+
+    /// Queues a batch; waits while the queue is full.
+    pub async fn write(&self, batch: RecordBatch) -> Result<()> {
+        if self.tx.send(batch).await.is_err() {
+            // The task ended early: `close` reports why.
+            return Err(crate::Error::Invalid("the writer task stopped".into()));
+        }
+        Ok(())
+    }
+
+    /// Waits for every queued batch to be written; returns the data files and the row count.
+    pub async fn close(self) -> Result<(Vec<DataFile>, u64)> {
+        drop(self.tx);
+        self.task
+            .await
+            .map_err(|e| crate::Error::Invalid(format!("the writer task failed: {e}")))?
+    }
+}

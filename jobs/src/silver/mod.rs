@@ -31,7 +31,7 @@ use crate::context::JobContext;
 use crate::fault::maybe_crash;
 use crate::scan::{self, AppendedFiles};
 use crate::summary::{RunSummary, SourceCounts, TableRun};
-use crate::write::{TableWriter, arrow_schema};
+use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
 use crate::{Error, Result};
 
 const JOB: &str = "silver";
@@ -288,7 +288,7 @@ impl Silver {
 
 /// One output's writer, pending rows and figures.
 struct Sink<B> {
-    writer: TableWriter,
+    writer: BackgroundWriter,
     rows: B,
     run: TableRun,
 }
@@ -306,8 +306,8 @@ impl<B: RowBatch> Sink<B> {
     async fn close(mut self) -> Result<(Vec<iceberg::spec::DataFile>, TableRun)> {
         self.flush(1).await?;
         let mut run = self.run;
-        run.rows_out = self.writer.rows();
-        let files = self.writer.close().await?;
+        let (files, rows) = self.writer.close().await?;
+        run.rows_out = rows;
         run.files_written = files.len() as u64;
         run.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
         Ok((files, run))
@@ -331,7 +331,8 @@ async fn sink<B>(
     rows: impl FnOnce(SchemaRef) -> B,
 ) -> Result<(Table, Sink<B>)> {
     let table = ctx.lake.ensure_table(&out.layout()).await?;
-    let writer = TableWriter::new(&table, ctx.settings.target_file_size)?;
+    let writer =
+        BackgroundWriter::spawn(TableWriter::new(&table, ctx.settings.target_file_size)?, 2);
     let rows = rows(arrow_schema(&table)?);
     let run = TableRun::default();
     Ok((table, Sink { writer, rows, run }))
