@@ -263,3 +263,60 @@ fn landing_files_of_every_layout_are_read() {
     p.ok(&["run", "ingest-files"]);
     assert_eq!(p.snapshots(), before);
 }
+
+#[test]
+fn a_record_delivered_again_in_a_later_run_is_dropped_as_a_duplicate() {
+    let p = Project::new();
+    let generated = p.generate(&["--minutes", "2", "--seed", "8", "--symbols", "3"]);
+    p.ok(&["run", "all"]);
+    let quotes = p.count("silver.quotes");
+    let trades = p.count("silver.trades");
+    let candles = p
+        .sql("SELECT CAST(sum(close) AS VARCHAR) AS s, sum(quote_count) AS q FROM gold.candles_1m");
+    // The producer delivers every trades file and one Coinbase file again, under new names.
+    let landing = p.path().join("lake/landing");
+    let mut copied = 0;
+    for source in ["trades", "coinbase_spot"] {
+        let mut stack = vec![landing.join(source)];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if source == "trades" || copied < 3 {
+                    let name = format!(
+                        "redelivered-{}",
+                        path.file_name().unwrap().to_string_lossy()
+                    );
+                    std::fs::copy(&path, path.with_file_name(name)).unwrap();
+                    copied += 1;
+                }
+            }
+        }
+    }
+    let runs = p.json(&["run", "all"]);
+    let silver = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == "silver")
+        .unwrap();
+    let dropped = silver["sources"]["trades"]["duplicates_dropped"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(dropped, field(&generated, "trades", "records"));
+    assert_eq!(
+        silver["sources"]["coinbase_spot"]["duplicates_dropped"],
+        3 * 6
+    );
+    assert_eq!(p.count("silver.quotes"), quotes);
+    assert_eq!(p.count("silver.trades"), trades);
+    assert_eq!(
+        p.count("bronze.trades"),
+        2 * trades,
+        "bronze keeps every delivery"
+    );
+    let again = p
+        .sql("SELECT CAST(sum(close) AS VARCHAR) AS s, sum(quote_count) AS q FROM gold.candles_1m");
+    assert_eq!(again, candles);
+}

@@ -34,6 +34,9 @@ for table, column in checks:
     t = catalog.load_table(table).scan().to_arrow()
     values = [v for v in t.column(column).to_pylist() if v is not None]
     out[table] = {"rows": t.num_rows, "sum": format(sum((Decimal(v) for v in values), Decimal(0)).normalize(), "f")}
+trades = catalog.load_table("silver.trades").scan().to_arrow()
+cols = ["trade_id", "user_id", "symbol", "side", "quantity", "price"]
+out["trade_rows"] = sorted("|".join(str(v) for v in r) for r in zip(*(trades.column(c).to_pylist() for c in cols)))
 print(json.dumps(out))
 "#;
 
@@ -94,4 +97,17 @@ fn pyiceberg_reads_every_table_with_the_same_rows() {
         );
         assert!(ours[0]["n"].as_u64().unwrap() > 0, "{table} must have rows");
     }
+    // Row by row for one table: every trade with its exact decimals.
+    let rows = p.sql(
+        "SELECT trade_id || '|' || user_id || '|' || symbol || '|' || side || '|' || \
+           CAST(quantity AS VARCHAR) || '|' || CAST(price AS VARCHAR) AS r FROM silver.trades ORDER BY r",
+    );
+    let ours: Vec<&str> = rows.iter().map(|r| r["r"].as_str().unwrap()).collect();
+    let theirs: Vec<&str> = seen["trade_rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(ours, theirs);
 }
