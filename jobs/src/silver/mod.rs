@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
 use self::dedup::{KeyIndex, fingerprint, quote_fingerprint, quote_key, trade_key};
-use self::normalize::{Fields, Normalized, normalize};
+use self::normalize::{Fields, Normalized, Quote, Trade, normalize};
 use crate::context::JobContext;
 use crate::fault::maybe_crash;
 use crate::scan::{self, AppendedFiles};
@@ -357,6 +357,7 @@ impl Run {
         })
     }
 
+    /// Normalizes one bronze batch and routes each row to quotes, trades or quarantine.
     async fn process(
         &mut self,
         source: &str,
@@ -364,7 +365,7 @@ impl Run {
         takes: &HashMap<Output, bool>,
         counts: &mut SourceCounts,
     ) -> Result<()> {
-        let row_fields = RowFields::new(source, batch)?;
+        let mut fields = RowFields::new(source, batch)?;
         let raw = string_column(batch, "_raw")?;
         let file = string_column(batch, "_file")?;
         let record = batch
@@ -376,15 +377,7 @@ impl Run {
             .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
             .ok_or_else(|| Error::Invalid("bronze batch has no _ingest_time".into()))?;
         for row in 0..batch.num_rows() {
-            let ingest_us = if ingest.is_null(row) {
-                self.ingest_now_us
-            } else {
-                ingest.value(row)
-            };
-            let fields = RowFields {
-                row,
-                ..row_fields.clone()
-            };
+            fields.row = row;
             let outcome = if raw.is_valid(row) {
                 Err(raw_reason(raw.value(row)))
             } else {
@@ -399,58 +392,95 @@ impl Run {
                 continue;
             }
             counts.records += 1;
+            let origin = Origin {
+                source,
+                file: file.value(row),
+                ingest_us: if ingest.is_null(row) {
+                    self.ingest_now_us
+                } else {
+                    ingest.value(row)
+                },
+            };
             match outcome {
-                Ok(Normalized::Quote(q)) => {
-                    let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
-                    let key = quote_fingerprint(source, &q.symbol, q.event_us);
-                    if self.quote_keys.insert(&part, key, quote_key).await? {
-                        self.quotes
-                            .rows
-                            .push(source, &q, ingest_us, file.value(row));
-                        counts.good += 1;
-                    } else {
-                        counts.duplicates_dropped += 1;
-                        self.quotes.run.duplicates_dropped += 1;
-                    }
-                    self.quotes.run.rows_in += 1;
-                }
-                Ok(Normalized::Trade(t)) => {
-                    let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
-                    let key = fingerprint(t.trade_id.as_str());
-                    if self.trade_keys.insert(&part, key, trade_key).await? {
-                        self.trades
-                            .rows
-                            .push(source, &t, ingest_us, file.value(row));
-                        counts.good += 1;
-                    } else {
-                        counts.duplicates_dropped += 1;
-                        self.trades.run.duplicates_dropped += 1;
-                    }
-                    self.trades.run.rows_in += 1;
-                }
+                Ok(Normalized::Quote(q)) => self.keep_quote(&origin, &q, counts).await?,
+                Ok(Normalized::Trade(t)) => self.keep_trade(&origin, &t, counts).await?,
                 Err(reason) => {
                     let raw_text = if raw.is_valid(row) {
                         raw.value(row).to_string()
                     } else {
                         fields.to_json()
                     };
-                    self.quarantine.rows.push(&BadRecord {
-                        source,
-                        file: file.value(row),
-                        record: record.value(row),
-                        raw: &raw_text,
-                        reason: &reason,
-                        ingest_us,
-                    });
-                    counts.quarantined += 1;
-                    self.quarantine.run.rows_in += 1;
-                    self.quotes.run.quarantined += u64::from(source != "trades");
-                    self.trades.run.quarantined += u64::from(source == "trades");
+                    self.quarantine(&origin, record.value(row), &raw_text, &reason, counts);
                 }
             }
             self.flush().await?;
         }
         Ok(())
+    }
+
+    async fn keep_quote(
+        &mut self,
+        at: &Origin<'_>,
+        q: &Quote,
+        counts: &mut SourceCounts,
+    ) -> Result<()> {
+        let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
+        let key = quote_fingerprint(at.source, &q.symbol, q.event_us);
+        self.quotes.run.rows_in += 1;
+        if self.quote_keys.insert(&part, key, quote_key).await? {
+            self.quotes.rows.push(at.source, q, at.ingest_us, at.file);
+            counts.good += 1;
+        } else {
+            counts.duplicates_dropped += 1;
+            self.quotes.run.duplicates_dropped += 1;
+        }
+        Ok(())
+    }
+
+    async fn keep_trade(
+        &mut self,
+        at: &Origin<'_>,
+        t: &Trade,
+        counts: &mut SourceCounts,
+    ) -> Result<()> {
+        let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
+        let key = fingerprint(t.trade_id.as_str());
+        self.trades.run.rows_in += 1;
+        if self.trade_keys.insert(&part, key, trade_key).await? {
+            self.trades.rows.push(at.source, t, at.ingest_us, at.file);
+            counts.good += 1;
+        } else {
+            counts.duplicates_dropped += 1;
+            self.trades.run.duplicates_dropped += 1;
+        }
+        Ok(())
+    }
+
+    fn quarantine(
+        &mut self,
+        at: &Origin<'_>,
+        record: i64,
+        raw: &str,
+        reason: &str,
+        counts: &mut SourceCounts,
+    ) {
+        self.quarantine.rows.push(&BadRecord {
+            source: at.source,
+            file: at.file,
+            record,
+            raw,
+            reason,
+            ingest_us: at.ingest_us,
+        });
+        counts.quarantined += 1;
+        self.quarantine.run.rows_in += 1;
+        // Also shown against the table the record was meant for.
+        let meant_for = if at.source == "trades" {
+            &mut self.trades.run
+        } else {
+            &mut self.quotes.run
+        };
+        meant_for.quarantined += 1;
     }
 
     async fn flush(&mut self) -> Result<()> {
@@ -484,8 +514,14 @@ fn raw_reason(raw: &str) -> String {
     }
 }
 
-/// One bronze row's source fields, by column name.
-#[derive(Clone)]
+/// Where a bronze row came from.
+struct Origin<'a> {
+    source: &'a str,
+    file: &'a str,
+    ingest_us: i64,
+}
+
+/// One bronze row's source fields, by column name (`row` moves along the batch).
 struct RowFields {
     names: std::sync::Arc<Vec<&'static str>>,
     arrays: std::sync::Arc<Vec<Option<StringArray>>>,
