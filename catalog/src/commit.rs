@@ -38,6 +38,33 @@ pub type Requirement = Arc<dyn Fn(&TableMetadata) -> Result<(), String> + Send +
 /// loses a job's position.
 pub const BOOKMARK_PREFIX: &str = "cryptolake.bookmark.";
 
+/// A bookmark's value in the table's current snapshot summary.
+pub fn bookmark(metadata: &TableMetadata, key: &str) -> Option<i64> {
+    metadata
+        .current_snapshot()?
+        .summary()
+        .additional_properties
+        .get(key)?
+        .parse()
+        .ok()
+}
+
+/// A requirement that every bookmark still holds the value the job planned from: otherwise
+/// another run of the job committed in between and this one must not take the same input.
+pub fn bookmarks_unchanged(expected: Vec<(String, Option<i64>)>) -> Requirement {
+    Arc::new(move |metadata| {
+        for (key, want) in &expected {
+            let have = bookmark(metadata, key);
+            if have != *want {
+                return Err(format!(
+                    "{key} moved from {want:?} to {have:?}: another run committed first"
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Summary keys whose totals the commit maintains (Iceberg spec, "Snapshot summary").
 const TOTAL_KEYS: [(&str, &str, &str); 3] = [
     ("total-data-files", "added-data-files", "deleted-data-files"),

@@ -166,11 +166,7 @@ pub async fn live_data_files(table: &Table) -> Result<Vec<DataFile>> {
 
 /// A bookmark from the table's current snapshot summary.
 pub fn bookmark(table: &Table, key: &str) -> Option<i64> {
-    table
-        .metadata()
-        .current_snapshot()
-        .and_then(|s| s.summary().additional_properties.get(key))
-        .and_then(|v| v.parse().ok())
+    cryptolake_catalog::commit::bookmark(table.metadata(), key)
 }
 
 /// The table's Arrow schema without field metadata, as query engines want it.

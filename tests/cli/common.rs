@@ -9,6 +9,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_cryptolake");
 
 pub type Row = Map<String, Value>;
 
+/// Every landing source.
+pub const SOURCES: [&str; 6] = [
+    "alpaca_quotes",
+    "coinbase_spot",
+    "coincap_assets",
+    "coincap_rates",
+    "coingecko_markets",
+    "trades",
+];
+
 /// A project made by `cryptolake init` in a temporary directory.
 pub struct Project {
     pub dir: tempfile::TempDir,

@@ -60,22 +60,15 @@ fn killed_between_write_and_commit_then_rerun_lands_exactly_once() {
     assert_eq!(dups[0]["n"], 0);
     // The killed runs' files are on disk, but no snapshot references them. (Sources are
     // ingested concurrently, so the kill lands when the first source has written its file.)
-    let live: usize = [
-        "alpaca_quotes",
-        "coinbase_spot",
-        "coincap_assets",
-        "coincap_rates",
-        "coingecko_markets",
-        "trades",
-    ]
-    .iter()
-    .map(|s| {
-        p.json(&["table", "files", &format!("bronze.{s}")])
-            .as_array()
-            .unwrap()
-            .len()
-    })
-    .sum();
+    let live: usize = crate::common::SOURCES
+        .iter()
+        .map(|s| {
+            p.json(&["table", "files", &format!("bronze.{s}")])
+                .as_array()
+                .unwrap()
+                .len()
+        })
+        .sum();
     let on_disk = walk_count(vec![p.path().join("lake/warehouse/bronze")]);
     assert_eq!(live, 6);
     assert!(

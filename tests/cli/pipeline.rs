@@ -1,16 +1,7 @@
 //! The whole pipeline with exact counts: first run, idempotent re-run, incremental run, bad
 //! records accounted for, the error threshold.
 
-use crate::common::{Project, field};
-
-const SOURCES: [&str; 6] = [
-    "alpaca_quotes",
-    "coinbase_spot",
-    "coincap_assets",
-    "coincap_rates",
-    "coingecko_markets",
-    "trades",
-];
+use crate::common::{Project, SOURCES, field};
 
 #[test]
 fn pipeline_counts_are_exact_reruns_commit_nothing_and_new_files_add_exactly_their_rows() {

@@ -18,7 +18,8 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike};
-use cryptolake_catalog::{Requirement, SnapshotCommit};
+use cryptolake_catalog::SnapshotCommit;
+use cryptolake_catalog::commit::bookmarks_unchanged;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
@@ -245,22 +246,7 @@ impl Gold {
             .iter()
             .map(|i| (bookmark_key(i.silver), i.bookmark))
             .collect();
-        let requirement: Requirement = Arc::new(move |metadata| {
-            let props = metadata
-                .current_snapshot()
-                .map(|s| &s.summary().additional_properties);
-            for (key, want) in &expected {
-                let have = props
-                    .and_then(|p| p.get(key))
-                    .and_then(|v| v.parse::<i64>().ok());
-                if have != *want {
-                    return Err(format!(
-                        "{key} moved from {want:?} to {have:?}: another gold run committed"
-                    ));
-                }
-            }
-            Ok(())
-        });
+        let requirement = bookmarks_unchanged(expected);
         let ident = gold.identifier().clone();
         let mut commit = if removed.is_empty() {
             SnapshotCommit::append(ident)

@@ -18,8 +18,9 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
+use cryptolake_catalog::SnapshotCommit;
+use cryptolake_catalog::commit::bookmarks_unchanged;
 use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
-use cryptolake_catalog::{Requirement, SnapshotCommit};
 use futures::TryStreamExt;
 use iceberg::table::Table;
 use serde::Serialize;
@@ -256,22 +257,7 @@ impl Silver {
             .iter()
             .map(|i| (bookmark_key(&i.source), i.bookmarks[&out]))
             .collect();
-        let requirement: Requirement = std::sync::Arc::new(move |metadata| {
-            let current = metadata
-                .current_snapshot()
-                .map(|s| &s.summary().additional_properties);
-            for (key, want) in &expected {
-                let have = current
-                    .and_then(|p| p.get(key))
-                    .and_then(|v| v.parse::<i64>().ok());
-                if have != *want {
-                    return Err(format!(
-                        "{key} moved from {want:?} to {have:?}: another silver run committed"
-                    ));
-                }
-            }
-            Ok(())
-        });
+        let requirement = bookmarks_unchanged(expected);
         let mut commit = SnapshotCommit::append(out.layout().ident())
             .add_files(files)
             .set_property("cryptolake.job", JOB)
