@@ -2,6 +2,7 @@
 //! Iceberg read and write paths, and the data generator. Every job is a builder with a pure
 //! `plan()` (what it will read, write and commit) and an `execute(plan)`.
 
+pub mod compact;
 pub mod context;
 mod error;
 pub mod fault;

@@ -3,6 +3,7 @@
 
 use cryptolake_catalog::config::CatalogConfig;
 use cryptolake_catalog::{Error as CatalogError, Lake};
+use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::generate::{GenOptions, generate};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
@@ -134,4 +135,83 @@ async fn bronze_appended_between_silver_plan_and_execute_waits_for_the_next_run(
     let next = Silver::new(e.ctx.clone());
     next.execute(next.plan().await.unwrap()).await.unwrap();
     assert_eq!(count(&e.ctx.lake, "silver.quotes").await, 2 * per_minute);
+}
+
+async fn run_all(ctx: &JobContext) {
+    let i = IngestFiles::new(ctx.clone());
+    i.execute(i.plan().await.unwrap()).await.unwrap();
+    let s = Silver::new(ctx.clone());
+    s.execute(s.plan().await.unwrap()).await.unwrap();
+}
+
+fn later(minute: u32, seed: u64) -> GenOptions {
+    let start = format!("2026-01-01T00:{minute:02}:00Z");
+    GenOptions {
+        minutes: 1,
+        seed,
+        symbols: 4,
+        start: chrono::DateTime::parse_from_rfc3339(&start).unwrap().into(),
+        ..GenOptions::default()
+    }
+}
+
+fn small_target() -> CompactOptions {
+    CompactOptions {
+        target_size: Some(1 << 20),
+        min_input_files: 2,
+        tables: vec![cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_landing_during_compaction_is_kept() {
+    let e = env(1).await;
+    run_all(&e.ctx).await;
+    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    run_all(&e.ctx).await;
+    let compact = Compact::new(e.ctx.clone(), small_target());
+    let plan = compact.plan().await.unwrap();
+    assert_eq!(plan.tables[0].groups.len(), 4);
+    // New silver data lands between plan and execute.
+    generate(&e.ctx.landing, &later(2, 8)).unwrap();
+    run_all(&e.ctx).await;
+    let per_minute = 4 * 3 + 4 * 6 + 4 * 12;
+    let summary = compact.execute(plan).await.unwrap();
+    let run = &summary.tables["silver.quotes"];
+    assert_eq!(
+        run.commit_attempts, 1,
+        "built on the newest snapshot, no race to lose"
+    );
+    assert_eq!((run.files_removed, run.files_written), (8, 4));
+    assert_eq!(count(&e.ctx.lake, "silver.quotes").await, 3 * per_minute);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_files_were_rewritten_meanwhile_is_dropped() {
+    let e = env(1).await;
+    run_all(&e.ctx).await;
+    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    run_all(&e.ctx).await;
+    let stale = Compact::new(e.ctx.clone(), small_target())
+        .plan()
+        .await
+        .unwrap();
+    let other = Compact::new(e.ctx.clone(), small_target());
+    other.execute(other.plan().await.unwrap()).await.unwrap();
+    let quotes = count(&e.ctx.lake, "silver.quotes").await;
+    let summary = Compact::new(e.ctx.clone(), small_target())
+        .execute(stale)
+        .await
+        .unwrap();
+    let run = &summary.tables["silver.quotes"];
+    assert_eq!(
+        run.snapshot_id, None,
+        "every group lost its files: nothing committed"
+    );
+    assert_eq!(run.files_removed, 0);
+    assert_eq!(
+        count(&e.ctx.lake, "silver.quotes").await,
+        quotes,
+        "no row resurrected"
+    );
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cryptolake_catalog::Lake;
+use cryptolake_catalog::lake::parse_ident;
+use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::progress::Progress;
@@ -26,6 +28,8 @@ pub enum JobName {
     Gold,
     /// ingest-files, silver, gold, in order.
     All,
+    /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
+    Compact,
 }
 
 #[derive(Debug, clap::Args)]
@@ -37,9 +41,16 @@ pub struct RunArgs {
     /// Fail the run when more than this fraction of records is bad (overrides the config).
     #[arg(long, env = "CRYPTOLAKE_MAX_BAD_FRACTION")]
     pub max_bad_fraction: Option<f64>,
-    /// Roll data files at this many bytes (overrides the config).
-    #[arg(long, env = "CRYPTOLAKE_TARGET_FILE_SIZE")]
+    /// Roll data files at this many bytes (overrides the config; for compact, overrides each
+    /// table's `write.target-file-size-bytes`).
+    #[arg(long, alias = "target-size", env = "CRYPTOLAKE_TARGET_FILE_SIZE")]
     pub target_file_size: Option<u64>,
+    /// compact: fewest small files that make a partition worth rewriting.
+    #[arg(long, default_value_t = 5)]
+    pub min_input_files: usize,
+    /// compact: only these tables (repeatable); every table when absent.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
 }
 
 /// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
@@ -97,6 +108,18 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
             JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, &bar).await?,
             JobName::Silver => step(Silver::new(ctx.clone()), args.dry_run, &bar).await?,
             JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, &bar).await?,
+            JobName::Compact => {
+                let options = CompactOptions {
+                    target_size: args.target_file_size,
+                    min_input_files: args.min_input_files,
+                    tables: args
+                        .tables
+                        .iter()
+                        .map(|t| parse_ident(t))
+                        .collect::<Result<_, _>>()?,
+                };
+                step(Compact::new(ctx.clone(), options), args.dry_run, &bar).await?
+            }
             JobName::All => unreachable!("expanded above"),
         };
         plans.insert(job_name(job).to_string(), plan);
@@ -137,6 +160,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::Silver => "silver",
         JobName::Gold => "gold",
         JobName::All => "all",
+        JobName::Compact => "compact",
     }
 }
 

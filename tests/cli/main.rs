@@ -2,6 +2,7 @@
 //! the local warehouse, and PyIceberg as an independent reader. One test binary.
 
 mod common;
+mod compaction;
 mod crash;
 mod gold_values;
 mod pipeline;

@@ -112,11 +112,12 @@ impl Gold {
                 if bookmark == Some(current) {
                     continue;
                 }
-                let files: Vec<DataFile> = scan::appended_since(table, bookmark)
-                    .await?
-                    .into_iter()
-                    .flat_map(|a| a.files)
-                    .collect();
+                let appended = scan::appended_since(table, bookmark).await?;
+                if appended.is_empty() {
+                    // Only `replace` snapshots (compaction) since the bookmark: nothing new.
+                    continue;
+                }
+                let files: Vec<DataFile> = appended.into_iter().flat_map(|a| a.files).collect();
                 inputs.push(GoldInput {
                     silver: input,
                     bookmark,

@@ -22,6 +22,7 @@ use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
 use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
 use futures::TryStreamExt;
+use iceberg::spec::Operation;
 use iceberg::table::Table;
 use serde::Serialize;
 
@@ -138,7 +139,12 @@ impl Silver {
             for out in Output::ALL {
                 let mark = outputs[&out].as_ref().and_then(|t| scan::bookmark(t, &key));
                 let after = scan::snapshots_after(&bronze, mark)?;
-                let ids: HashSet<i64> = after.iter().map(|s| s.snapshot_id()).collect();
+                // Only appends bring rows; a compaction's `replace` is nothing to consume.
+                let ids: HashSet<i64> = after
+                    .iter()
+                    .filter(|s| s.summary().operation == Operation::Append)
+                    .map(|s| s.snapshot_id())
+                    .collect();
                 let is_older = oldest.as_ref().is_none_or(|o| {
                     scan::snapshots_after(&bronze, *o).map_or(true, |s| s.len() < ids.len())
                 });

@@ -1,0 +1,292 @@
+//! `compact`: rewrite a table's small (and oversized) data files into files of the target size,
+//! per partition, committed as `replace` snapshots that keep every row.
+//!
+//! Defaults follow Spark's `rewrite_data_files` bin-pack: target `write.target-file-size-bytes`
+//! (512 MiB), files under 75 % or over 180 % of the target are candidates, a partition's
+//! candidates are rewritten when there are at least `min_input_files` (5) of them or one of them
+//! is oversized. Appends that land meanwhile are kept (the commit layer builds on the newest
+//! snapshot); a group one of whose files was removed meanwhile is dropped and reported, never
+//! resurrecting removed rows.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use cryptolake_catalog::{Error as CatalogError, SnapshotCommit};
+use futures::TryStreamExt;
+use iceberg::TableIdent;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use serde::Serialize;
+
+use crate::context::JobContext;
+use crate::fault::maybe_crash;
+use crate::scan;
+use crate::summary::{RunSummary, TableRun};
+use crate::write::{BackgroundWriter, TableWriter};
+use crate::{Error, Result};
+
+const JOB: &str = "compact";
+/// Iceberg's table property for the target data file size.
+pub const TARGET_SIZE_PROPERTY: &str = "write.target-file-size-bytes";
+const DEFAULT_TARGET: u64 = 512 * 1024 * 1024;
+
+/// Options of a compaction run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompactOptions {
+    /// Overrides every table's target file size.
+    pub target_size: Option<u64>,
+    /// Fewest candidate files that make a partition worth rewriting.
+    pub min_input_files: usize,
+    /// Tables to compact; every table when empty.
+    pub tables: Vec<TableIdent>,
+}
+
+impl Default for CompactOptions {
+    fn default() -> Self {
+        Self {
+            target_size: None,
+            min_input_files: 5,
+            tables: Vec::new(),
+        }
+    }
+}
+
+/// Files of one partition rewritten together.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactGroup {
+    pub partition: String,
+    pub files_in: usize,
+    pub bytes_in: u64,
+    pub records: u64,
+    /// Files the group should become (bytes in / target, rounded up).
+    pub expected_files_out: u64,
+    #[serde(skip)]
+    files: Vec<DataFile>,
+}
+
+/// What compaction will do to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactTablePlan {
+    pub table: String,
+    pub target_size: u64,
+    pub snapshot_id: Option<i64>,
+    pub live_files: usize,
+    pub groups: Vec<CompactGroup>,
+}
+
+/// The plan of a compaction run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompactPlan {
+    pub tables: Vec<CompactTablePlan>,
+}
+
+/// Builder for a compaction run.
+#[derive(Debug, Clone)]
+pub struct Compact {
+    ctx: JobContext,
+    options: CompactOptions,
+}
+
+impl Compact {
+    pub fn new(ctx: JobContext, options: CompactOptions) -> Self {
+        Self { ctx, options }
+    }
+
+    fn target_of(&self, table: &Table) -> u64 {
+        self.options.target_size.unwrap_or_else(|| {
+            table
+                .metadata()
+                .properties()
+                .get(TARGET_SIZE_PROPERTY)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_TARGET)
+        })
+    }
+
+    async fn plan_impl(&self) -> Result<CompactPlan> {
+        let idents = if self.options.tables.is_empty() {
+            self.ctx.lake.list_tables().await?
+        } else {
+            self.options.tables.clone()
+        };
+        let mut tables = Vec::new();
+        for ident in idents {
+            let table = self.ctx.lake.load_table(&ident).await?;
+            let target = self.target_of(&table);
+            let files = scan::live_data_files(&table).await?;
+            let groups = bin_pack(&files, target, self.options.min_input_files.max(2));
+            tables.push(CompactTablePlan {
+                table: ident.to_string(),
+                target_size: target,
+                snapshot_id: table.metadata().current_snapshot_id(),
+                live_files: files.len(),
+                groups,
+            });
+        }
+        Ok(CompactPlan { tables })
+    }
+
+    async fn execute_impl(&self, plan: CompactPlan) -> Result<RunSummary> {
+        let started = Instant::now();
+        let mut summary = RunSummary::new(JOB);
+        let groups: u64 = plan.tables.iter().map(|t| t.groups.len() as u64).sum();
+        self.ctx.progress.start("compact: file groups", groups);
+        for table_plan in plan.tables.into_iter().filter(|t| !t.groups.is_empty()) {
+            let run = self.compact_table(&table_plan).await?;
+            summary.tables.insert(table_plan.table.clone(), run);
+        }
+        Ok(summary.finish(started.elapsed()))
+    }
+
+    async fn compact_table(&self, plan: &CompactTablePlan) -> Result<TableRun> {
+        let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
+        let table = self.ctx.lake.load_table(&ident).await?;
+        let mut written = Vec::new();
+        let mut run = TableRun::default();
+        for group in &plan.groups {
+            let files = self.rewrite(&table, group, plan.target_size).await?;
+            run.rows_in += group.records;
+            written.push((group, files));
+            self.ctx.progress.advance(1);
+        }
+        maybe_crash(JOB, "after-write");
+        // Commit every group at once; groups that lost a file to a concurrent writer drop out.
+        loop {
+            let commit =
+                written
+                    .iter()
+                    .fold(SnapshotCommit::replace(ident.clone()), |c, (g, out)| {
+                        c.remove_files(g.files.iter().map(|f| f.file_path().to_string()))
+                            .add_files(out.clone())
+                    });
+            match self
+                .ctx
+                .lake
+                .commit(&commit.set_property("cryptolake.job", JOB))
+                .await
+            {
+                Ok(outcome) => {
+                    run.snapshot_id = Some(outcome.snapshot_id);
+                    run.commit_attempts = outcome.attempts;
+                    break;
+                }
+                Err(CatalogError::RequirementFailed { table, reason }) => {
+                    let live: HashSet<String> =
+                        scan::live_data_files(&self.ctx.lake.load_table(&ident).await?)
+                            .await?
+                            .iter()
+                            .map(|f| f.file_path().to_string())
+                            .collect();
+                    let before = written.len();
+                    written.retain(|(g, _)| g.files.iter().all(|f| live.contains(f.file_path())));
+                    tracing::warn!(table = %ident, dropped = before - written.len(), %reason, "compaction groups dropped: their files changed");
+                    if written.len() == before {
+                        // Not a vanished file: nothing to drop, so the failure stands.
+                        return Err(CatalogError::RequirementFailed { table, reason }.into());
+                    }
+                    if written.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for (g, out) in &written {
+            run.files_removed += g.files.len() as u64;
+            run.files_written += out.len() as u64;
+            run.bytes_written += out.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
+            run.rows_out += out.iter().map(|f| f.record_count()).sum::<u64>();
+        }
+        Ok(run)
+    }
+
+    /// Reads a group's rows and writes them again at the target size.
+    async fn rewrite(
+        &self,
+        table: &Table,
+        group: &CompactGroup,
+        target: u64,
+    ) -> Result<Vec<DataFile>> {
+        let writer = BackgroundWriter::spawn(TableWriter::new(table, target as usize)?, 2);
+        let tasks = scan::tasks_for_files(table, &group.files, None)?;
+        let mut rows = scan::read(table, tasks, self.ctx.settings.batch_size)?;
+        while let Some(batch) = rows.try_next().await? {
+            writer.write(batch).await?;
+        }
+        let (files, written) = writer.close().await?;
+        if written != group.records {
+            return Err(Error::Invalid(format!(
+                "compaction read {written} rows from files holding {}: refusing to commit",
+                group.records
+            )));
+        }
+        Ok(files)
+    }
+}
+
+/// A partition tuple as people read it: `BTC-USD/20454`.
+fn partition_label(file: &DataFile) -> String {
+    use iceberg::spec::{Literal, PrimitiveLiteral as P};
+    let values: Vec<String> = file
+        .partition()
+        .iter()
+        .map(|v| match v {
+            None => "null".to_string(),
+            Some(Literal::Primitive(P::String(s))) => s.clone(),
+            Some(Literal::Primitive(P::Int(i))) => i.to_string(),
+            Some(Literal::Primitive(P::Long(i))) => i.to_string(),
+            Some(other) => format!("{other:?}"),
+        })
+        .collect();
+    if values.is_empty() {
+        "(unpartitioned)".into()
+    } else {
+        values.join("/")
+    }
+}
+
+/// Groups each partition's candidate files (under 75 % or over 180 % of `target`).
+fn bin_pack(files: &[DataFile], target: u64, min_input_files: usize) -> Vec<CompactGroup> {
+    let small = target * 3 / 4;
+    let large = target * 9 / 5;
+    let mut by_partition: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    for f in files
+        .iter()
+        .filter(|f| f.file_size_in_bytes() < small || f.file_size_in_bytes() > large)
+    {
+        by_partition
+            .entry(partition_label(f))
+            .or_default()
+            .push(f.clone());
+    }
+    by_partition
+        .into_iter()
+        .filter(|(_, fs)| {
+            fs.len() >= min_input_files || fs.iter().any(|f| f.file_size_in_bytes() > large)
+        })
+        .map(|(partition, files)| {
+            let bytes_in: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+            CompactGroup {
+                partition,
+                files_in: files.len(),
+                bytes_in,
+                records: files.iter().map(|f| f.record_count()).sum(),
+                expected_files_out: bytes_in.div_ceil(target.max(1)),
+                files,
+            }
+        })
+        .collect()
+}
+
+impl crate::Job for Compact {
+    type Plan = CompactPlan;
+    const NAME: &'static str = "compact";
+
+    async fn plan(&self) -> Result<CompactPlan> {
+        self.plan_impl().await
+    }
+
+    async fn execute(&self, plan: CompactPlan) -> Result<RunSummary> {
+        self.execute_impl(plan).await
+    }
+}

@@ -1,0 +1,97 @@
+//! Compaction through the binary: many small files become few, every row stays, and the jobs
+//! that read incrementally do not take compacted rows again.
+
+use crate::common::Project;
+
+const TRADES: &str = "SELECT trade_id || '|' || CAST(price AS VARCHAR) || '|' || CAST(quantity AS VARCHAR) AS r \
+                      FROM silver.trades ORDER BY r";
+
+#[test]
+fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
+    let p = Project::new();
+    for minute in 0..8 {
+        let start = format!("2026-01-01T00:{minute:02}:00Z");
+        p.generate(&[
+            "--minutes",
+            "1",
+            "--seed",
+            &minute.to_string(),
+            "--symbols",
+            "3",
+            "--start",
+            &start,
+        ]);
+        p.ok(&["run", "all"]);
+    }
+    let files = |t: &str| p.json(&["table", "files", t]).as_array().unwrap().len();
+    // 8 appends: one file per run and partition (3 symbols x 1 day for silver).
+    assert_eq!(files("silver.quotes"), 8 * 3);
+    assert_eq!(files("bronze.coinbase_spot"), 8);
+    let counts = p.table_counts();
+    let trades = p.sql(TRADES);
+    let quotes = p.sql("SELECT CAST(sum(price) AS VARCHAR) AS s, count(DISTINCT (source, symbol, event_time)) AS k FROM silver.quotes");
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&p.ok(&["run", "compact", "--target-size", "1048576", "--dry-run"]))
+            .unwrap();
+    let silver = plan["compact"]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "silver.quotes")
+        .unwrap();
+    assert_eq!(silver["groups"].as_array().unwrap().len(), 3, "{silver}");
+    assert_eq!(silver["groups"][0]["files_in"], 8);
+    assert_eq!(silver["groups"][0]["expected_files_out"], 1);
+
+    p.ok(&["run", "compact", "--target-size", "1048576"]);
+    assert_eq!(files("silver.quotes"), 3);
+    assert_eq!(files("silver.trades"), 3);
+    assert_eq!(files("bronze.coinbase_spot"), 1);
+    // Gold tables had one file per partition already: nothing to do there.
+    assert_eq!(files("gold.candles_1m"), 1);
+    assert_eq!(p.table_counts(), counts);
+    assert_eq!(p.sql(TRADES), trades);
+    assert_eq!(p.sql("SELECT CAST(sum(price) AS VARCHAR) AS s, count(DISTINCT (source, symbol, event_time)) AS k FROM silver.quotes"), quotes);
+    let history = p.json(&["table", "history", "silver.quotes"]);
+    let last = history.as_array().unwrap().last().unwrap();
+    assert_eq!(last["operation"], "replace");
+    assert_eq!(last["job"], "compact");
+
+    // Compaction is not new data: the incremental jobs find nothing, then keep working.
+    let before = p.snapshots();
+    p.ok(&["run", "all"]);
+    assert_eq!(p.snapshots(), before);
+    p.generate(&[
+        "--minutes",
+        "1",
+        "--seed",
+        "50",
+        "--symbols",
+        "3",
+        "--start",
+        "2026-01-01T00:08:00Z",
+    ]);
+    p.ok(&["run", "all"]);
+    assert_eq!(p.count("gold.candles_1m"), 3 * 9);
+    let dup = p.sql("SELECT count(*) - count(DISTINCT trade_id) AS n FROM silver.trades");
+    assert_eq!(dup[0]["n"], 0);
+    // A second compaction has only one new small file per partition: below the threshold.
+    let plan: serde_json::Value = serde_json::from_str(&p.ok(&[
+        "run",
+        "compact",
+        "--target-size",
+        "1048576",
+        "--dry-run",
+        "--table",
+        "silver.quotes",
+    ]))
+    .unwrap();
+    assert!(
+        plan["compact"]["tables"][0]["groups"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{plan}"
+    );
+}
