@@ -73,8 +73,9 @@ fn main() {
 
 fn report(job: &str, secs: f64, records: usize, mb: f64) {
     println!(
-        "{job:>12}: {secs:7.2} s  {:>10.0} records/s  {:>7.1} MB/s",
+        "{job:>12}: {secs:7.2} s  {:>10.0} records/s  {:>7.1} MB/s  (peak RSS so far {:.0} MiB)",
         records as f64 / secs,
-        mb / secs
+        mb / secs,
+        peak_rss_mib().unwrap_or(0.0)
     );
 }
