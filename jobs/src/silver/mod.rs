@@ -21,7 +21,7 @@ use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
 use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::Operation;
 use iceberg::table::Table;
 use serde::Serialize;
@@ -201,9 +201,24 @@ impl Silver {
                     .collect();
                 counts.files += appended.files.len() as u64;
                 let tasks = scan::tasks_for_files(&bronze, &appended.files, None)?;
-                let mut stream = scan::read(&bronze, tasks, self.ctx.settings.batch_size)?;
-                while let Some(batch) = stream.try_next().await? {
-                    run.process(&input.source, &batch, &takes, &mut counts)
+                // Normalizing is pure CPU work: batches go to the blocking pool, a few at a
+                // time and in order, while this task deduplicates and routes.
+                let source = input.source.clone();
+                let mut batches = scan::read(&bronze, tasks, self.ctx.settings.batch_size)?
+                    .map(move |batch| {
+                        let source = source.clone();
+                        async move {
+                            let batch = batch?;
+                            tokio::task::spawn_blocking(move || normalize_batch(&source, batch))
+                                .await
+                                .map_err(|e| {
+                                    Error::Invalid(format!("normalize task failed: {e}"))
+                                })?
+                        }
+                    })
+                    .buffered(self.ctx.settings.parallelism.max(1));
+                while let Some(rows) = batches.try_next().await? {
+                    run.process(&input.source, &rows, &takes, &mut counts)
                         .await?;
                 }
             }
@@ -349,16 +364,15 @@ impl Run {
         })
     }
 
-    /// Normalizes one bronze batch and routes each row to quotes, trades or quarantine.
+    /// Routes each row of a normalized bronze batch to quotes, trades or quarantine.
     async fn process(
         &mut self,
         source: &str,
-        batch: &RecordBatch,
+        rows: &NormalizedBatch,
         takes: &HashMap<Output, bool>,
         counts: &mut SourceCounts,
     ) -> Result<()> {
-        let mut fields = RowFields::new(source, batch)?;
-        let raw = string_column(batch, "_raw")?;
+        let batch = &rows.batch;
         let file = string_column(batch, "_file")?;
         let record = batch
             .column_by_name("_record")
@@ -368,17 +382,11 @@ impl Run {
             .column_by_name("_ingest_time")
             .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
             .ok_or_else(|| Error::Invalid("bronze batch has no _ingest_time".into()))?;
-        for row in 0..batch.num_rows() {
-            fields.row = row;
-            let outcome = if raw.is_valid(row) {
-                Err(raw_reason(raw.value(row)))
-            } else {
-                normalize(source, &fields)
-            };
-            let out = match &outcome {
-                Ok(Normalized::Quote(_)) => Output::Quotes,
-                Ok(Normalized::Trade(_)) => Output::Trades,
-                Err(_) => Output::Quarantine,
+        for (row, outcome) in rows.outcomes.iter().enumerate() {
+            let out = match outcome {
+                RowOutcome::Quote(_) => Output::Quotes,
+                RowOutcome::Trade(_) => Output::Trades,
+                RowOutcome::Bad { .. } => Output::Quarantine,
             };
             if !takes[&out] {
                 continue;
@@ -394,15 +402,10 @@ impl Run {
                 },
             };
             match outcome {
-                Ok(Normalized::Quote(q)) => self.keep_quote(&origin, &q, counts).await?,
-                Ok(Normalized::Trade(t)) => self.keep_trade(&origin, &t, counts).await?,
-                Err(reason) => {
-                    let raw_text = if raw.is_valid(row) {
-                        raw.value(row).to_string()
-                    } else {
-                        fields.to_json()
-                    };
-                    self.quarantine(&origin, record.value(row), &raw_text, &reason, counts);
+                RowOutcome::Quote(q) => self.keep_quote(&origin, q, counts).await?,
+                RowOutcome::Trade(t) => self.keep_trade(&origin, t, counts).await?,
+                RowOutcome::Bad { reason, raw } => {
+                    self.quarantine(&origin, record.value(row), raw, reason, counts)
                 }
             }
             self.flush().await?;
@@ -504,6 +507,46 @@ fn raw_reason(raw: &str) -> String {
         Err(e) => format!("invalid JSON: {e}"),
         Ok(_) => "record is not a JSON object".to_string(),
     }
+}
+
+/// What one bronze row becomes.
+enum RowOutcome {
+    Quote(Quote),
+    Trade(Trade),
+    Bad { reason: String, raw: String },
+}
+
+/// A bronze batch with every row's outcome worked out.
+struct NormalizedBatch {
+    batch: RecordBatch,
+    outcomes: Vec<RowOutcome>,
+}
+
+/// Parses and checks every row of a bronze batch (pure; runs on the blocking pool).
+fn normalize_batch(source: &str, batch: RecordBatch) -> Result<NormalizedBatch> {
+    let mut fields = RowFields::new(source, &batch)?;
+    let raw = string_column(&batch, "_raw")?;
+    let outcomes = (0..batch.num_rows())
+        .map(|row| {
+            fields.row = row;
+            if raw.is_valid(row) {
+                let text = raw.value(row);
+                return RowOutcome::Bad {
+                    reason: raw_reason(text),
+                    raw: text.to_string(),
+                };
+            }
+            match normalize(source, &fields) {
+                Ok(Normalized::Quote(q)) => RowOutcome::Quote(q),
+                Ok(Normalized::Trade(t)) => RowOutcome::Trade(t),
+                Err(reason) => RowOutcome::Bad {
+                    reason,
+                    raw: fields.to_json(),
+                },
+            }
+        })
+        .collect();
+    Ok(NormalizedBatch { batch, outcomes })
 }
 
 /// Where a bronze row came from.
