@@ -22,6 +22,7 @@ use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::Result;
 
@@ -51,13 +52,31 @@ impl std::fmt::Debug for TableWriter {
     }
 }
 
+/// zstd, 128 Ki-row row groups, and dictionaries only for text columns: one open writer per
+/// partition keeps a dictionary per column, and for prices and times (nearly all distinct) that
+/// costs memory for nothing.
+fn writer_properties(schema: &iceberg::spec::Schema) -> WriterProperties {
+    use iceberg::spec::{PrimitiveType, Type};
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_dictionary_page_size_limit(256 * 1024)
+        .set_data_page_size_limit(128 * 1024);
+    for field in schema.as_struct().fields() {
+        let text = matches!(
+            field.field_type.as_ref(),
+            Type::Primitive(PrimitiveType::String)
+        );
+        builder =
+            builder.set_column_dictionary_enabled(ColumnPath::from(field.name.as_str()), text);
+    }
+    builder.build()
+}
+
 impl TableWriter {
     pub fn new(table: &Table, target_file_size: usize) -> Result<Self> {
         let metadata = table.metadata();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
+        let props = writer_properties(metadata.current_schema());
         let parquet = ParquetWriterBuilder::new(props, metadata.current_schema().clone());
         let names = DefaultFileNameGenerator::new(
             uuid::Uuid::now_v7().to_string(),
