@@ -61,8 +61,12 @@ fn main() {
             .expect("silver");
         report("silver", t.elapsed().as_secs_f64(), records, mb);
         let c = &summary.sources["coinbase_spot"];
+        let files = summary
+            .tables
+            .get("silver.quotes")
+            .map_or(0, |t| t.files_written);
         println!(
-            "silver: {} good, {} duplicates dropped, {} quarantined",
+            "silver: {} good, {} duplicates dropped, {} quarantined, {files} files written",
             c.good, c.duplicates_dropped, c.quarantined
         );
     });

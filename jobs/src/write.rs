@@ -1,8 +1,10 @@
 //! The Iceberg write path: record batches in, Parquet data files out (not yet committed).
 //!
 //! Rows are split by the table's partition spec and fanned out to one rolling writer per
-//! partition; files roll at the target size and are compressed with zstd, which iceberg's
-//! Parquet writer does not take from the table property. File names start with a fresh UUID
+//! partition, at most [`MAX_OPEN_PARTITIONS`] open at once (the least recently used is closed
+//! first), so memory does not grow with the partitions a run touches; files roll at the target
+//! size and are compressed with zstd, which iceberg's Parquet writer does not take from the
+//! table property. File names start with a fresh UUID
 //! per writer, so a re-run after a crash never collides with the orphans of the crashed run.
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::spec::Struct;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -18,8 +21,7 @@ use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::partitioning::PartitioningWriter;
-use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -28,6 +30,54 @@ use crate::Result;
 
 type Inner =
     DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+type InnerWriter = <Inner as IcebergWriterBuilder>::R;
+
+/// Partition files a writer keeps open at once. Each buffers a row group. Input that is ordered
+/// by time touches a day's symbols at a time; 32 is above the symbol count of every pipeline
+/// cryptolake replaces (the generator's default is 20), so a file closes early only when a run
+/// spans many days of many symbols, and then memory stays bounded instead.
+pub const MAX_OPEN_PARTITIONS: usize = 32;
+
+/// One open writer per partition, the least recently used closed when too many are open.
+struct Fanout {
+    builder: Inner,
+    open: std::collections::HashMap<Struct, (InnerWriter, u64)>,
+    clock: u64,
+    max_open: usize,
+    done: Vec<DataFile>,
+}
+
+impl Fanout {
+    async fn write(&mut self, key: iceberg::spec::PartitionKey, batch: RecordBatch) -> Result<()> {
+        self.clock += 1;
+        if !self.open.contains_key(key.data()) {
+            if self.open.len() >= self.max_open {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone());
+                if let Some((mut writer, _)) = oldest.and_then(|k| self.open.remove(&k)) {
+                    self.done.extend(writer.close().await?);
+                }
+            }
+            let writer = self.builder.build(Some(key.clone())).await?;
+            self.open.insert(key.data().clone(), (writer, self.clock));
+        }
+        if let Some((writer, used)) = self.open.get_mut(key.data()) {
+            *used = self.clock;
+            writer.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn close(mut self) -> Result<Vec<DataFile>> {
+        for (_, (mut writer, _)) in self.open.drain() {
+            self.done.extend(writer.close().await?);
+        }
+        Ok(self.done)
+    }
+}
 
 /// The Arrow schema of a table's current schema (with Parquet field ids).
 pub fn arrow_schema(table: &Table) -> Result<ArrowSchemaRef> {
@@ -39,7 +89,7 @@ pub fn arrow_schema(table: &Table) -> Result<ArrowSchemaRef> {
 /// Writes batches into a table's data files.
 pub struct TableWriter {
     splitter: RecordBatchPartitionSplitter,
-    writer: FanoutWriter<Inner>,
+    writer: Fanout,
     schema: ArrowSchemaRef,
     rows: u64,
 }
@@ -96,7 +146,13 @@ impl TableWriter {
         )?;
         Ok(Self {
             splitter,
-            writer: FanoutWriter::new(DataFileWriterBuilder::new(rolling)),
+            writer: Fanout {
+                builder: DataFileWriterBuilder::new(rolling),
+                open: Default::default(),
+                clock: 0,
+                max_open: MAX_OPEN_PARTITIONS,
+                done: Vec::new(),
+            },
             schema: arrow_schema(table)?,
             rows: 0,
         })
@@ -125,7 +181,7 @@ impl TableWriter {
 
     /// Closes every open file and returns the data files written.
     pub async fn close(self) -> Result<Vec<DataFile>> {
-        Ok(self.writer.close().await?)
+        self.writer.close().await
     }
 }
 

@@ -215,3 +215,67 @@ async fn a_group_whose_files_were_rewritten_meanwhile_is_dropped() {
         "no row resurrected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writing_more_partitions_than_may_stay_open_loses_no_row() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use cryptolake_catalog::SnapshotCommit;
+    use cryptolake_jobs::write::{MAX_OPEN_PARTITIONS, TableWriter, arrow_schema};
+
+    let e = env(0).await;
+    let layout = cryptolake_catalog::layout::bronze("trades").unwrap();
+    let table = e.ctx.lake.ensure_table(&layout).await.unwrap();
+    let schema = arrow_schema(&table).unwrap();
+    let days = MAX_OPEN_PARTITIONS as i64 + 8;
+    let mut writer = TableWriter::new(&table, 64 << 20).unwrap();
+    // Two batches, each touching every day (partition) in turn: the writer must close files
+    // early to stay under its limit of open partitions.
+    for pass in 0..2i64 {
+        let n = days as usize;
+        let mut columns: Vec<ArrayRef> = (0..schema.fields().len() - 3)
+            .map(|_| Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef)
+            .collect();
+        columns.push(Arc::new(StringArray::from(vec!["trades/f"; n])));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            (0..days).map(|d| pass * days + d),
+        )));
+        columns.push(Arc::new(TimestampMicrosecondArray::from_iter_values(
+            (0..days).map(|d| 1_767_225_600_000_000 + d * 86_400_000_000),
+        )));
+        let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap();
+        writer.write(batch).await.unwrap();
+    }
+    let files = writer.close().await.unwrap();
+    assert!(
+        files.len() > days as usize,
+        "files closed early: {}",
+        files.len()
+    );
+    assert_eq!(
+        files.iter().map(|f| f.record_count()).sum::<u64>(),
+        2 * days as u64
+    );
+    e.ctx
+        .lake
+        .commit(&SnapshotCommit::append(layout.ident()).add_files(files))
+        .await
+        .unwrap();
+    assert_eq!(count(&e.ctx.lake, "bronze.trades").await, 2 * days);
+    let ctx = session_with_lake(&e.ctx.lake).await.unwrap();
+    let distinct = ctx
+        .sql("SELECT count(DISTINCT _record) FROM bronze.trades")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = distinct[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 2 * days);
+}
