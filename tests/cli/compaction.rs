@@ -44,6 +44,7 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
     assert_eq!(silver["groups"][0]["files_in"], 8);
     assert_eq!(silver["groups"][0]["expected_files_out"], 1);
 
+    let before_compaction = p.snapshots()["silver.quotes"].to_string();
     p.ok(&["run", "compact", "--target-size", "1048576"]);
     assert_eq!(files("silver.quotes"), 3);
     assert_eq!(files("silver.trades"), 3);
@@ -58,10 +59,20 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
     assert_eq!(last["operation"], "replace");
     assert_eq!(last["job"], "compact");
 
+    // Time travel to the snapshot before compaction reads the same rows from the old files.
+    let pin = format!("silver.quotes={before_compaction}");
+    let q = "SELECT CAST(sum(price) AS VARCHAR) AS s, count(DISTINCT (source, symbol, event_time)) AS k FROM silver.quotes";
+    let old: Vec<crate::common::Row> =
+        serde_json::from_str(&p.ok(&["sql", q, "--snapshot", &pin, "-o", "json"])).unwrap();
+    assert_eq!(old, quotes);
+
     // Compaction is not new data: the incremental jobs find nothing, then keep working.
     let before = p.snapshots();
     p.ok(&["run", "all"]);
     assert_eq!(p.snapshots(), before);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let moment = chrono::Utc::now().to_rfc3339();
+    std::thread::sleep(std::time::Duration::from_millis(20));
     p.generate(&[
         "--minutes",
         "1",
@@ -74,6 +85,18 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
     ]);
     p.ok(&["run", "all"]);
     assert_eq!(p.count("gold.candles_1m"), 3 * 9);
+    // As of a moment before those appends, every table reads as it was then.
+    let then: Vec<crate::common::Row> = serde_json::from_str(&p.ok(&[
+        "sql",
+        "SELECT (SELECT count(*) FROM gold.candles_1m) AS c, (SELECT count(*) FROM silver.trades) AS t",
+        "--as-of",
+        &moment,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(then[0]["c"], 3 * 8);
+    assert_eq!(then[0]["t"].as_u64().unwrap(), counts["silver.trades"]);
     let dup = p.sql("SELECT count(*) - count(DISTINCT trade_id) AS n FROM silver.trades");
     assert_eq!(dup[0]["n"], 0);
     // A second compaction has only one new small file per partition: below the threshold.
