@@ -9,6 +9,7 @@ pub mod fault;
 pub mod generate;
 pub mod gold;
 pub mod ingest_files;
+pub mod orphans;
 pub mod progress;
 pub mod provider;
 pub mod scan;

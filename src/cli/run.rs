@@ -9,6 +9,7 @@ use cryptolake_catalog::lake::parse_ident;
 use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
+use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions, parse_duration};
 use cryptolake_jobs::progress::Progress;
 use cryptolake_jobs::silver::Silver;
 use cryptolake_jobs::{Job, JobContext, RunSummary};
@@ -30,6 +31,8 @@ pub enum JobName {
     All,
     /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
     Compact,
+    /// Delete files under a table's location that no snapshot reaches (older than --older-than).
+    RemoveOrphans,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,9 +51,12 @@ pub struct RunArgs {
     /// compact: fewest small files that make a partition worth rewriting.
     #[arg(long, default_value_t = 5)]
     pub min_input_files: usize,
-    /// compact: only these tables (repeatable); every table when absent.
+    /// compact, remove-orphans: only these tables (repeatable); every table when absent.
     #[arg(long = "table")]
     pub tables: Vec<String>,
+    /// remove-orphans: only files older than this (3d, 12h, 30m, 45s).
+    #[arg(long, default_value = "3d")]
+    pub older_than: String,
 }
 
 /// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
@@ -120,6 +126,17 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
                 };
                 step(Compact::new(ctx.clone(), options), args.dry_run, &bar).await?
             }
+            JobName::RemoveOrphans => {
+                let options = RemoveOrphansOptions {
+                    older_than: parse_duration(&args.older_than)?,
+                    tables: args
+                        .tables
+                        .iter()
+                        .map(|t| parse_ident(t))
+                        .collect::<Result<_, _>>()?,
+                };
+                step(RemoveOrphans::new(ctx.clone(), options), args.dry_run, &bar).await?
+            }
             JobName::All => unreachable!("expanded above"),
         };
         plans.insert(job_name(job).to_string(), plan);
@@ -161,6 +178,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::Gold => "gold",
         JobName::All => "all",
         JobName::Compact => "compact",
+        JobName::RemoveOrphans => "remove-orphans",
     }
 }
 
@@ -183,6 +201,7 @@ fn print_summaries(summaries: &[RunSummary], format: Format) {
                 ("quarantined", t.quarantined.into()),
                 ("duplicates", t.duplicates_dropped.into()),
                 ("files", t.files_written.into()),
+                ("removed", t.files_removed.into()),
                 ("bytes", t.bytes_written.into()),
                 ("snapshot", t.snapshot_id.map_or(Value::Null, Value::from)),
             ]));
