@@ -72,6 +72,9 @@ const TOTAL_KEYS: [(&str, &str, &str); 3] = [
     ("total-files-size", "added-files-size", "removed-files-size"),
 ];
 
+/// From this many data manifests on, a commit merges them all into one.
+pub const MERGE_MIN_COUNT: usize = 100;
+
 /// What a successful commit produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -300,8 +303,11 @@ impl<'a> Producer<'a> {
         .build_v2_data())
     }
 
-    /// The base snapshot's manifests, with those that hold a removed file rewritten so that
-    /// the file is marked deleted and the rest stay as existing.
+    /// The base snapshot's data manifests for the new snapshot. Manifests that hold a removed
+    /// file are merged into one new manifest where those files are marked deleted and the rest
+    /// stay as existing; once there are [`MERGE_MIN_COUNT`] or more, all are merged (as Java
+    /// Iceberg merges manifests on commit), so planning never reads thousands of tiny manifests;
+    /// manifests left with no live file (a previous commit's deletions) are dropped.
     async fn carry_manifests(&mut self, removed: &[String]) -> Result<Vec<ManifestFile>> {
         let Some(current) = self.table.metadata().current_snapshot() else {
             return match removed.first() {
@@ -311,10 +317,26 @@ impl<'a> Producer<'a> {
         };
         let list = self.table.manifest_list_reader(current).load().await?;
         let wanted: HashSet<&str> = removed.iter().map(String::as_str).collect();
+        let data = list
+            .entries()
+            .iter()
+            .filter(|m| m.content == ManifestContentType::Data)
+            .count();
+        let merge_all = data >= MERGE_MIN_COUNT;
         let mut found: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
+        let mut merged: Option<(ManifestWriter, usize)> = None;
         for manifest_file in list.entries() {
-            if wanted.is_empty() || manifest_file.content != ManifestContentType::Data {
+            if manifest_file.content != ManifestContentType::Data {
+                out.push(manifest_file.clone());
+                continue;
+            }
+            let live = manifest_file.added_files_count.unwrap_or(1)
+                + manifest_file.existing_files_count.unwrap_or(1);
+            if live == 0 {
+                continue;
+            }
+            if wanted.is_empty() && !merge_all {
                 out.push(manifest_file.clone());
                 continue;
             }
@@ -323,11 +345,16 @@ impl<'a> Producer<'a> {
                 .entries()
                 .iter()
                 .any(|e| e.is_alive() && wanted.contains(e.file_path()));
-            if !touched {
+            if !touched && !merge_all {
                 out.push(manifest_file.clone());
                 continue;
             }
-            let mut writer = self.manifest_writer()?;
+            if merged.is_none() {
+                merged = Some((self.manifest_writer()?, 0));
+            }
+            let Some((writer, entries)) = merged.as_mut() else {
+                unreachable!("set above")
+            };
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let seq = entry
                     .sequence_number
@@ -342,7 +369,12 @@ impl<'a> Producer<'a> {
                     let added_by = entry.snapshot_id.unwrap_or(manifest_file.added_snapshot_id);
                     writer.add_existing_file(data_file, added_by, seq, file_seq)?;
                 }
+                *entries += 1;
             }
+        }
+        if let Some((writer, entries)) = merged
+            && entries > 0
+        {
             out.push(writer.write_manifest_file().await?);
         }
         if let Some(path) = removed.iter().find(|p| !found.contains(p.as_str())) {

@@ -358,3 +358,49 @@ async fn tables_are_listed_and_created_once(#[case] catalog: Catalog) {
         .unwrap_err();
     assert!(matches!(err, Error::NoSuchTable(_)), "{err}");
 }
+
+async fn manifest_count(lake: &Lake, layout: &TableLayout) -> usize {
+    let t = lake.load_table(&layout.ident()).await.unwrap();
+    let snapshot = t.metadata().current_snapshot().unwrap();
+    t.manifest_list_reader(snapshot)
+        .load()
+        .await
+        .unwrap()
+        .entries()
+        .len()
+}
+
+#[rstest]
+#[case::sqlite(Catalog::Sqlite)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_are_merged_and_emptied_ones_dropped(#[case] catalog: Catalog) {
+    use cryptolake_catalog::commit::MERGE_MIN_COUNT;
+    let h = harness(catalog).await;
+    let layout = test_layout();
+    let t = h.lake.ensure_table(&layout).await.unwrap();
+    let n = MERGE_MIN_COUNT + 20;
+    for i in 0..n {
+        let c = SnapshotCommit::append(layout.ident()).add_files([file(&t, &format!("f{i}"), 1)]);
+        h.lake.commit(&c).await.unwrap();
+    }
+    // The 101st commit merged 100 manifests into one; 19 appends since added one each.
+    assert_eq!(manifest_count(&h.lake, &layout).await, 1 + 20);
+    assert_eq!(live(&h.lake, &layout).await.len(), n);
+    // Replacing every file: the merged manifest marks them all deleted, one manifest adds.
+    let c = SnapshotCommit::replace(layout.ident())
+        .remove_files((0..n).map(|i| file(&t, &format!("f{i}"), 1).file_path().to_string()))
+        .add_files([file(&t, "all", n as u64)]);
+    h.lake.commit(&c).await.unwrap();
+    assert_eq!(manifest_count(&h.lake, &layout).await, 2);
+    assert_eq!(live(&h.lake, &layout).await, set(&["all"]));
+    // The next commit drops the manifest that holds only those deletions.
+    h.lake
+        .commit(&SnapshotCommit::append(layout.ident()).add_files([file(&t, "late", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(manifest_count(&h.lake, &layout).await, 2);
+    assert_eq!(live(&h.lake, &layout).await, set(&["all", "late"]));
+    let t = h.lake.load_table(&layout.ident()).await.unwrap();
+    assert_eq!(summary(&t, "total-records"), Some((n + 1).to_string()));
+    assert_eq!(summary(&t, "total-data-files").as_deref(), Some("2"));
+}
