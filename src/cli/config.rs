@@ -49,6 +49,27 @@ impl Default for JobsConfig {
     }
 }
 
+/// A scheduled job, written the way EventBridge writes schedules. Kept as data here: the
+/// scheduler (a later issue) parses and fires them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: String,
+    /// A `cryptolake run` job: ingest-files, silver, gold, all, compact, remove-orphans, maintain.
+    pub job: String,
+    /// Extra `cryptolake run` arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `rate(...)`, `cron(...)` (EventBridge's six fields) or `at(...)`.
+    pub expression: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,6 +77,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub landing: LandingConfig,
     pub jobs: JobsConfig,
+    pub schedule: Vec<ScheduleConfig>,
 }
 
 impl Config {
@@ -97,9 +119,19 @@ impl Config {
         }
     }
 
-    /// The file `init` writes: the embedded default, paths relative to the file.
+    /// The file `init` writes: the embedded default, paths relative to the file, and the weekly
+    /// table maintenance Glue users schedule (Sunday 03:00 UTC).
     pub fn init_text() -> String {
-        let defaults = Config::default();
+        let defaults = Config {
+            schedule: vec![ScheduleConfig {
+                name: "weekly-maintenance".into(),
+                job: "maintain".into(),
+                args: Vec::new(),
+                expression: "cron(0 3 ? * SUN *)".into(),
+                timezone: utc(),
+            }],
+            ..Config::default()
+        };
         format!(
             "# cryptolake configuration (see `cryptolake --help`).\n\
              # Relative paths are relative to this file. Environment variables and flags\n\
@@ -122,6 +154,9 @@ mod tests {
         assert_eq!(config.catalog.path, dir.path().join("lake/catalog.db"));
         assert_eq!(config.landing.path, dir.path().join("lake/landing"));
         assert_eq!(config.jobs, JobsConfig::default());
+        assert_eq!(config.schedule.len(), 1);
+        assert_eq!(config.schedule[0].job, "maintain");
+        assert_eq!(config.schedule[0].expression, "cron(0 3 ? * SUN *)");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum JobName {
     Compact,
     /// Delete files under a table's location that no snapshot reaches (older than --older-than).
     RemoveOrphans,
+    /// Table maintenance: compact, then remove-orphans.
+    Maintain,
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +107,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         JobContext::new(lake, config.landing.path.clone(), settings)?.with_progress(bar.clone());
     let jobs = match args.job {
         JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
+        JobName::Maintain => vec![JobName::Compact, JobName::RemoveOrphans],
         one => vec![one],
     };
     let mut plans = serde_json::Map::new();
@@ -137,7 +140,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
                 };
                 step(RemoveOrphans::new(ctx.clone(), options), args.dry_run, &bar).await?
             }
-            JobName::All => unreachable!("expanded above"),
+            JobName::All | JobName::Maintain => unreachable!("expanded above"),
         };
         plans.insert(job_name(job).to_string(), plan);
         summaries.extend(summary);
@@ -179,6 +182,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::All => "all",
         JobName::Compact => "compact",
         JobName::RemoveOrphans => "remove-orphans",
+        JobName::Maintain => "maintain",
     }
 }
 

@@ -118,3 +118,74 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
         "{plan}"
     );
 }
+
+#[test]
+fn maintain_compacts_and_removes_the_orphans_of_a_killed_run() {
+    use std::os::unix::process::ExitStatusExt;
+    let p = Project::new();
+    for minute in 0..5 {
+        let start = format!("2026-01-01T00:{minute:02}:00Z");
+        p.generate(&[
+            "--minutes",
+            "1",
+            "--seed",
+            &minute.to_string(),
+            "--symbols",
+            "2",
+            "--start",
+            &start,
+        ]);
+        p.ok(&["run", "all"]);
+    }
+    // A killed silver run leaves files no snapshot reaches.
+    p.generate(&[
+        "--minutes",
+        "1",
+        "--seed",
+        "9",
+        "--symbols",
+        "2",
+        "--start",
+        "2026-01-01T00:05:00Z",
+    ]);
+    p.ok(&["run", "ingest-files"]);
+    let out = p
+        .command(&["run", "silver"])
+        .env("CRYPTOLAKE_FAULT", "silver:after-write")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    let counts = p.table_counts();
+    let runs = p.json(&[
+        "run",
+        "maintain",
+        "--target-size",
+        "1048576",
+        "--older-than",
+        "0s",
+    ]);
+    let jobs: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["compact", "remove-orphans"]);
+    let removed = &runs[1]["tables"]["silver.quotes"]["files_removed"];
+    assert!(
+        removed.as_u64().unwrap() >= 2,
+        "the killed run's quote files: {removed}"
+    );
+    assert_eq!(
+        p.json(&["table", "files", "silver.quotes"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(p.table_counts(), counts);
+    // The pipeline carries on exactly.
+    p.ok(&["run", "silver"]);
+    p.ok(&["run", "gold"]);
+    assert_eq!(p.count("gold.candles_1m"), 2 * 6);
+}
