@@ -485,3 +485,106 @@ fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
         }
     }
 }
+
+/// A commit that changes table metadata without a new snapshot: snapshots removed (expiry),
+/// properties set. Like [`SnapshotCommit`] it starts each attempt from the newest metadata,
+/// checks its requirement there, and swaps the pointer by compare-and-swap.
+#[derive(Clone)]
+pub struct MetadataCommit {
+    ident: TableIdent,
+    remove_snapshots: Vec<i64>,
+    properties: HashMap<String, String>,
+    requirement: Option<Requirement>,
+    max_attempts: u32,
+}
+
+impl fmt::Debug for MetadataCommit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetadataCommit")
+            .field("ident", &self.ident)
+            .field("remove_snapshots", &self.remove_snapshots.len())
+            .field("properties", &self.properties)
+            .finish()
+    }
+}
+
+impl MetadataCommit {
+    pub fn new(ident: TableIdent) -> Self {
+        Self {
+            ident,
+            remove_snapshots: Vec::new(),
+            properties: HashMap::new(),
+            requirement: None,
+            max_attempts: 10,
+        }
+    }
+
+    /// Removes these snapshots (those still present; the current one never).
+    pub fn remove_snapshots(mut self, ids: impl IntoIterator<Item = i64>) -> Self {
+        self.remove_snapshots.extend(ids);
+        self
+    }
+
+    pub fn set_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn require(mut self, requirement: Requirement) -> Self {
+        self.requirement = Some(requirement);
+        self
+    }
+
+    /// Commits; returns the new metadata location.
+    pub async fn commit(&self, backend: &dyn CatalogBackend) -> Result<String> {
+        let mut attempt = 1;
+        loop {
+            match self.attempt(backend).await {
+                Ok(location) => return Ok(location),
+                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn attempt(&self, backend: &dyn CatalogBackend) -> Result<String> {
+        let table = backend.load_table(&self.ident).await?;
+        let metadata = table.metadata();
+        if let Some(requirement) = &self.requirement {
+            requirement(metadata).map_err(|reason| Error::RequirementFailed {
+                table: self.ident.to_string(),
+                reason,
+            })?;
+        }
+        let current = metadata.current_snapshot_id();
+        let remove: Vec<i64> = self
+            .remove_snapshots
+            .iter()
+            .copied()
+            .filter(|id| Some(*id) != current && metadata.snapshot_by_id(*id).is_some())
+            .collect();
+        let new_metadata = TableMetadataBuilder::new_from_metadata(
+            metadata.clone(),
+            table.metadata_location().map(str::to_string),
+        )
+        .remove_snapshots(&remove)
+        .set_properties(self.properties.clone())?
+        .build()?
+        .metadata;
+        let current_location = table.metadata_location_result()?;
+        let new_location = MetadataLocation::from_str(current_location)?
+            .with_next_version()
+            .with_new_metadata(&new_metadata);
+        new_metadata
+            .write_to(table.file_io(), &new_location)
+            .await?;
+        let new_location = new_location.to_string();
+        backend
+            .swap_metadata(&self.ident, current_location, &new_location)
+            .await?;
+        Ok(new_location)
+    }
+}

@@ -7,7 +7,7 @@ use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
 use iceberg::table::Table;
 
 use crate::backend::CatalogBackend;
-use crate::commit::{CommitOutcome, SnapshotCommit};
+use crate::commit::{CommitOutcome, MetadataCommit, SnapshotCommit};
 use crate::config::{CatalogConfig, CatalogKind};
 use crate::layout::TableLayout;
 use crate::sqlite::SqliteCatalog;
@@ -87,6 +87,11 @@ impl Lake {
 
     /// Commits one snapshot (see [`SnapshotCommit`]).
     pub async fn commit(&self, commit: &SnapshotCommit) -> Result<CommitOutcome> {
+        commit.commit(self.backend.as_ref()).await
+    }
+
+    /// Commits a metadata change without a snapshot (see [`MetadataCommit`]).
+    pub async fn commit_metadata(&self, commit: &MetadataCommit) -> Result<String> {
         commit.commit(self.backend.as_ref()).await
     }
 }

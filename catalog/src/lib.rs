@@ -12,7 +12,7 @@ pub mod layout;
 pub mod sqlite;
 
 pub use backend::CatalogBackend;
-pub use commit::{CommitOutcome, Requirement, SnapshotCommit};
+pub use commit::{CommitOutcome, MetadataCommit, Requirement, SnapshotCommit};
 pub use config::CatalogConfig;
 pub use error::{Error, Result};
 pub use lake::Lake;

@@ -59,8 +59,29 @@ pub struct IngestFiles {
     sources: Vec<String>,
 }
 
-/// Every landing file any snapshot of the table has taken.
-pub fn taken_files(metadata: &TableMetadata) -> HashSet<String> {
+/// Table property naming a JSON file that lists the landing files taken by snapshots that
+/// were expired since (expiry folds their lists in before removing them).
+pub const EXPIRED_TAKEN_PROPERTY: &str = "cryptolake.ingest-files.expired-taken";
+
+/// Every landing file the table has taken: its snapshots' lists and the expired ones' log.
+pub async fn taken_files(table: &iceberg::table::Table) -> Result<HashSet<String>> {
+    let mut taken = taken_in_snapshots(table.metadata());
+    taken.extend(expired_taken(table).await?);
+    Ok(taken)
+}
+
+/// The landing files taken by expired snapshots (empty when nothing was expired).
+pub async fn expired_taken(table: &iceberg::table::Table) -> Result<Vec<String>> {
+    let Some(path) = table.metadata().properties().get(EXPIRED_TAKEN_PROPERTY) else {
+        return Ok(Vec::new());
+    };
+    let bytes = table.file_io().new_input(path)?.read().await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Bookmark(format!("{path} (taken landing files) is unreadable: {e}")))
+}
+
+/// The landing files the snapshots in this metadata took.
+pub fn taken_in_snapshots(metadata: &TableMetadata) -> HashSet<String> {
     let mut taken = HashSet::new();
     for snapshot in metadata.snapshots() {
         if let Some(list) = snapshot.summary().additional_properties.get(FILES_KEY)
@@ -92,7 +113,7 @@ impl IngestFiles {
         for source in &self.sources {
             let layout = layout::bronze(source)?;
             let taken = match self.ctx.lake.table_if_exists(&layout.ident()).await? {
-                Some(table) => taken_files(table.metadata()),
+                Some(table) => taken_files(&table).await?,
                 None => HashSet::new(),
             };
             let all = landing::list_source(&self.ctx.landing, source)?;
@@ -205,7 +226,8 @@ async fn ingest_source(
     let taken: Vec<String> = plan.files.iter().map(|f| f.rel_path.clone()).collect();
     let wanted: HashSet<String> = taken.iter().cloned().collect();
     let requirement: Requirement = std::sync::Arc::new(move |metadata| {
-        let already = taken_files(metadata);
+        // A concurrent run's snapshot is recent: the snapshots' own lists are enough here.
+        let already = taken_in_snapshots(metadata);
         match wanted.iter().find(|f| already.contains(*f)) {
             Some(f) => Err(format!("landing file {f} was taken by a concurrent run")),
             None => Ok(()),

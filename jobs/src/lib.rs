@@ -5,6 +5,7 @@
 pub mod compact;
 pub mod context;
 mod error;
+pub mod expire;
 pub mod fault;
 pub mod generate;
 pub mod gold;

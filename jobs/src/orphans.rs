@@ -67,7 +67,7 @@ pub struct RemoveOrphans {
 }
 
 /// Every file the table's metadata reaches, as local paths.
-async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
+pub(crate) async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
     let metadata = table.metadata();
     let mut out: HashSet<PathBuf> = HashSet::new();
     let mut add = |location: &str| {
@@ -78,6 +78,12 @@ async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
     }
     for entry in metadata.metadata_log() {
         add(&entry.metadata_file);
+    }
+    if let Some(log) = metadata
+        .properties()
+        .get(crate::ingest_files::EXPIRED_TAKEN_PROPERTY)
+    {
+        add(log);
     }
     for snapshot in metadata.snapshots() {
         add(snapshot.manifest_list());
@@ -94,7 +100,7 @@ async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
 }
 
 /// `file:///a/b` and `/a/b` as a path.
-fn local_path(location: &str) -> PathBuf {
+pub(crate) fn local_path(location: &str) -> PathBuf {
     PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cryptolake_catalog::Lake;
 use cryptolake_catalog::lake::parse_ident;
 use cryptolake_jobs::compact::{Compact, CompactOptions};
+use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions, parse_duration};
@@ -33,7 +34,10 @@ pub enum JobName {
     Compact,
     /// Delete files under a table's location that no snapshot reaches (older than --older-than).
     RemoveOrphans,
-    /// Table maintenance: compact, then remove-orphans.
+    /// Remove snapshots older than --older-than (default 5d), keeping --retain-last and every
+    /// bookmarked one, and delete the files only they reached.
+    ExpireSnapshots,
+    /// Table maintenance: compact, expire-snapshots, remove-orphans.
     Maintain,
 }
 
@@ -56,9 +60,13 @@ pub struct RunArgs {
     /// compact, remove-orphans: only these tables (repeatable); every table when absent.
     #[arg(long = "table")]
     pub tables: Vec<String>,
-    /// remove-orphans: only files older than this (3d, 12h, 30m, 45s).
-    #[arg(long, default_value = "3d")]
-    pub older_than: String,
+    /// expire-snapshots, remove-orphans: only snapshots or files older than this (3d, 12h,
+    /// 30m, 45s); defaults 5d for snapshots and 3d for orphan files.
+    #[arg(long)]
+    pub older_than: Option<String>,
+    /// expire-snapshots: always keep this many of the latest snapshots.
+    #[arg(long, default_value_t = 1)]
+    pub retain_last: usize,
 }
 
 /// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
@@ -107,7 +115,11 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         JobContext::new(lake, config.landing.path.clone(), settings)?.with_progress(bar.clone());
     let jobs = match args.job {
         JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
-        JobName::Maintain => vec![JobName::Compact, JobName::RemoveOrphans],
+        JobName::Maintain => vec![
+            JobName::Compact,
+            JobName::ExpireSnapshots,
+            JobName::RemoveOrphans,
+        ],
         one => vec![one],
     };
     let mut plans = serde_json::Map::new();
@@ -129,9 +141,26 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
                 };
                 step(Compact::new(ctx.clone(), options), args.dry_run, &bar).await?
             }
+            JobName::ExpireSnapshots => {
+                let options = ExpireOptions {
+                    older_than: parse_duration(args.older_than.as_deref().unwrap_or("5d"))?,
+                    retain_last: args.retain_last,
+                    tables: args
+                        .tables
+                        .iter()
+                        .map(|t| parse_ident(t))
+                        .collect::<Result<_, _>>()?,
+                };
+                step(
+                    ExpireSnapshots::new(ctx.clone(), options),
+                    args.dry_run,
+                    &bar,
+                )
+                .await?
+            }
             JobName::RemoveOrphans => {
                 let options = RemoveOrphansOptions {
-                    older_than: parse_duration(&args.older_than)?,
+                    older_than: parse_duration(args.older_than.as_deref().unwrap_or("3d"))?,
                     tables: args
                         .tables
                         .iter()
@@ -182,6 +211,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::All => "all",
         JobName::Compact => "compact",
         JobName::RemoveOrphans => "remove-orphans",
+        JobName::ExpireSnapshots => "expire-snapshots",
         JobName::Maintain => "maintain",
     }
 }
