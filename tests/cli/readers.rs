@@ -55,7 +55,7 @@ fn python() -> String {
 #[test]
 fn pyiceberg_reads_every_table_with_the_same_rows() {
     let p = Project::new();
-    p.generate(&[
+    let args = [
         "--minutes",
         "3",
         "--seed",
@@ -66,8 +66,51 @@ fn pyiceberg_reads_every_table_with_the_same_rows() {
         "0.05",
         "--dup-rate",
         "0.02",
-    ]);
+    ];
+    p.generate(&args);
     p.ok(&["run", "all"]);
+    compare_with_pyiceberg(&p);
+}
+
+#[test]
+fn pyiceberg_reads_compacted_and_expired_tables_with_the_same_rows() {
+    let p = Project::new();
+    for minute in 0..3 {
+        let start = format!("2026-01-01T00:{minute:02}:00Z");
+        let seed = minute.to_string();
+        p.generate(&[
+            "--minutes",
+            "1",
+            "--seed",
+            &seed,
+            "--symbols",
+            "3",
+            "--bad-rate",
+            "0.05",
+            "--start",
+            &start,
+        ]);
+        p.ok(&["run", "all"]);
+    }
+    p.ok(&[
+        "run",
+        "maintain",
+        "--target-size",
+        "1048576",
+        "--min-input-files",
+        "2",
+        "--older-than",
+        "0s",
+    ]);
+    let history = p.json(&["table", "history", "bronze.trades"]);
+    assert_eq!(
+        history.as_array().unwrap().last().unwrap()["operation"],
+        "replace"
+    );
+    compare_with_pyiceberg(&p);
+}
+
+fn compare_with_pyiceberg(p: &Project) {
     let checks = serde_json::to_string(&CHECKS).unwrap();
     let out = Command::new(python())
         .args(["-c", SCRIPT])
