@@ -8,22 +8,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use cryptolake_benches::peak_rss_mib;
+use cryptolake_benches::{arg, peak_rss_mib};
 use cryptolake_catalog::layout::bronze;
 use cryptolake_catalog::{CatalogConfig, Lake, SnapshotCommit};
 use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::provider::session_with_lake;
 use cryptolake_jobs::write::{TableWriter, arrow_schema};
 use cryptolake_jobs::{Job, JobContext, JobSettings};
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 const QUERY: &str =
     "SELECT count(*) AS n, count(DISTINCT user_id) AS users, max(price) AS p FROM bronze.trades";

@@ -6,20 +6,11 @@
 
 use std::time::Instant;
 
-use cryptolake_benches::{peak_rss_mib, write_coinbase_spot};
+use cryptolake_benches::{arg, peak_rss_mib, write_coinbase_spot};
 use cryptolake_catalog::{CatalogConfig, Lake};
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::silver::Silver;
 use cryptolake_jobs::{Job, JobContext, JobSettings};
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .nth(n)
-        .and_then(|a| a.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let records = arg(0, 1_000_000);

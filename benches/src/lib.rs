@@ -58,3 +58,13 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// The `n`-th positional argument of a bench binary as a number (`_` separators allowed).
+pub fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .nth(n)
+        .and_then(|a| a.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}

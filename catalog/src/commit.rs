@@ -171,25 +171,12 @@ impl SnapshotCommit {
 
     /// Commits, retrying lost races with a short backoff.
     pub async fn commit(&self, backend: &dyn CatalogBackend) -> Result<CommitOutcome> {
-        let mut attempt = 1;
-        loop {
-            match self.attempt(backend).await {
-                Ok(snapshot) => {
-                    return Ok(CommitOutcome {
-                        attempts: attempt,
-                        ..snapshot
-                    });
-                }
-                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
-                    tracing::info!(table = %self.ident, attempt, error = %e, "commit retried");
-                    let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 50);
-                    let backoff = 20u64 << attempt.min(6);
-                    tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (outcome, attempts) =
+            with_retries(&self.ident, self.max_attempts, || self.attempt(backend)).await?;
+        Ok(CommitOutcome {
+            attempts,
+            ..outcome
+        })
     }
 
     async fn attempt(&self, backend: &dyn CatalogBackend) -> Result<CommitOutcome> {
@@ -475,6 +462,33 @@ impl<'a> Producer<'a> {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails with a non-retryable error, or `max_attempts` ran;
+/// lost races back off exponentially with jitter. Returns the result and the attempts taken.
+async fn with_retries<T, F, Fut>(
+    table: &TableIdent,
+    max_attempts: u32,
+    attempt: F,
+) -> Result<(T, u32)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok((value, n)),
+            Err(e) if e.is_retryable() && n < max_attempts => {
+                tracing::info!(%table, attempt = n, error = %e, "commit retried");
+                let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 50);
+                let backoff = 20u64 << n.min(6);
+                tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
+                n += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// A positive snapshot id the table has not used.
 fn unique_snapshot_id(metadata: &TableMetadata) -> i64 {
     loop {
@@ -537,17 +551,9 @@ impl MetadataCommit {
 
     /// Commits; returns the new metadata location.
     pub async fn commit(&self, backend: &dyn CatalogBackend) -> Result<String> {
-        let mut attempt = 1;
-        loop {
-            match self.attempt(backend).await {
-                Ok(location) => return Ok(location),
-                Err(e) if e.is_retryable() && attempt < self.max_attempts => {
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (location, _) =
+            with_retries(&self.ident, self.max_attempts, || self.attempt(backend)).await?;
+        Ok(location)
     }
 
     async fn attempt(&self, backend: &dyn CatalogBackend) -> Result<String> {
