@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-cargo build --release --bin cryptolake
-bin="$CARGO_TARGET_DIR/release/cryptolake"
+# The dev profile optimizes dependencies (opt-level 1) and shares its build with the tests;
+# a release build takes about 30 minutes on two cores.
+cargo build --bin cryptolake
+bin="$CARGO_TARGET_DIR/debug/cryptolake"
 dir="${1:-quickstart}"
 "$bin" init "$dir" --force
 "$bin" -c "$dir/cryptolake.toml" gen --minutes 30 --seed 42 --bad-rate 0.01 --dup-rate 0.01
