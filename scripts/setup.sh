@@ -20,8 +20,9 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# Pinned independent readers (stand-ins for Athena). The s3fs extra is left out: it breaks boto3.
-REQS="pyiceberg[sql-sqlite,pyarrow]==0.12.0"
+# Pinned independent readers (stand-ins for Athena): PyIceberg (the s3fs extra is left out: it
+# breaks boto3) and DuckDB with its Iceberg and Avro extensions from PyPI (loaded by path, offline).
+REQS="pyiceberg[sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"
