@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use cryptolake_benches::{arg, peak_rss_mib};
+use cryptolake_benches::{arg, open_lake, peak_rss_mib, runtime};
 use cryptolake_catalog::layout::bronze;
-use cryptolake_catalog::{CatalogConfig, Lake, SnapshotCommit};
+use cryptolake_catalog::{Lake, SnapshotCommit};
 use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::provider::session_with_lake;
 use cryptolake_jobs::write::{TableWriter, arrow_schema};
@@ -42,17 +42,9 @@ fn main() {
     let appends = arg(0, 2_000);
     let rows = arg(1, 500);
     let dir = tempfile::tempdir().expect("tempdir");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let config = CatalogConfig {
-            path: dir.path().join("catalog.db"),
-            warehouse: dir.path().join("warehouse").to_string_lossy().into_owned(),
-            ..CatalogConfig::default()
-        };
-        let lake = Lake::open(&config).await.expect("lake");
+        let lake = open_lake(dir.path()).await;
         let layout = bronze("trades").expect("layout");
         let table = lake.ensure_table(&layout).await.expect("table");
         let schema = arrow_schema(&table).expect("schema");

@@ -6,8 +6,7 @@
 
 use std::time::Instant;
 
-use cryptolake_benches::{arg, peak_rss_mib, write_coinbase_spot};
-use cryptolake_catalog::{CatalogConfig, Lake};
+use cryptolake_benches::{arg, open_lake, peak_rss_mib, runtime, write_coinbase_spot};
 use cryptolake_jobs::ingest_files::IngestFiles;
 use cryptolake_jobs::silver::Silver;
 use cryptolake_jobs::{Job, JobContext, JobSettings};
@@ -21,17 +20,9 @@ fn main() {
     let mb = bytes as f64 / 1e6;
     println!("input: {records} Coinbase spot records, {mb:.1} MB of JSON, {per_file} per file");
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = runtime();
     runtime.block_on(async {
-        let config = CatalogConfig {
-            path: dir.path().join("catalog.db"),
-            warehouse: dir.path().join("warehouse").to_string_lossy().into_owned(),
-            ..CatalogConfig::default()
-        };
-        let lake = Lake::open(&config).await.expect("lake");
+        let lake = open_lake(dir.path()).await;
         let ctx = JobContext::new(lake, landing, JobSettings::default()).expect("context");
 
         let t = Instant::now();

@@ -68,3 +68,21 @@ pub fn arg(n: usize, default: usize) -> usize {
         .and_then(|a| a.replace('_', "").parse().ok())
         .unwrap_or(default)
 }
+
+/// A multi-threaded runtime for a bench's async part.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A fresh embedded lake (SQLite catalog, local warehouse) in `dir`.
+pub async fn open_lake(dir: &Path) -> cryptolake_catalog::Lake {
+    let config = cryptolake_catalog::CatalogConfig {
+        path: dir.join("catalog.db"),
+        warehouse: dir.join("warehouse").to_string_lossy().into_owned(),
+        ..cryptolake_catalog::CatalogConfig::default()
+    };
+    cryptolake_catalog::Lake::open(&config).await.expect("lake")
+}
