@@ -6,13 +6,13 @@
 //! candidates are rewritten when there are at least `min_input_files` (5) of them or one of them
 //! is oversized. Appends that land meanwhile are kept (the commit layer builds on the newest
 //! snapshot); a group one of whose files was removed meanwhile is dropped and reported, never
-//! resurrecting removed rows.
+//! resurrecting removed rows. Groups are rewritten concurrently.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use cryptolake_catalog::{Error as CatalogError, SnapshotCommit};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::TableIdent;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
@@ -143,8 +143,17 @@ impl Compact {
         let table = self.ctx.lake.load_table(&ident).await?;
         let mut written = Vec::new();
         let mut run = TableRun::default();
-        for group in &plan.groups {
-            let files = self.rewrite(&table, group, plan.target_size).await?;
+        // Groups are rewritten concurrently (each encodes on its own writer task), in order.
+        let mut rewrites = futures::stream::iter(plan.groups.clone())
+            .map(|group| {
+                let (job, table, target) = (self.clone(), table.clone(), plan.target_size);
+                async move {
+                    let files = job.rewrite(&table, &group, target).await?;
+                    Ok::<_, Error>((group, files))
+                }
+            })
+            .buffered(self.ctx.settings.parallelism.max(1));
+        while let Some((group, files)) = rewrites.try_next().await? {
             run.rows_in += group.records;
             written.push((group, files));
             self.ctx.progress.advance(1);
