@@ -128,6 +128,24 @@ impl Project {
             .collect()
     }
 
+    /// One minute of data starting at minute `m` of 2026-01-01 (seed `m`), then `run all`.
+    pub fn minute(&self, m: u32, symbols: &str, extra: &[&str]) {
+        let (start, seed) = (format!("2026-01-01T00:{m:02}:00Z"), m.to_string());
+        let mut args = vec![
+            "--minutes",
+            "1",
+            "--seed",
+            &seed,
+            "--symbols",
+            symbols,
+            "--start",
+            &start,
+        ];
+        args.extend(extra);
+        self.generate(&args);
+        self.ok(&["run", "all"]);
+    }
+
     /// `gen` with the given extra arguments; returns per-source counts.
     pub fn generate(&self, args: &[&str]) -> Map<String, Value> {
         let mut a = vec!["gen"];
@@ -139,6 +157,14 @@ impl Project {
             .map(|r| (r["source"].as_str().unwrap().to_string(), r.clone()))
             .collect()
     }
+}
+
+/// The element of a JSON array whose `key` equals `value`.
+pub fn find<'a>(array: &'a Value, key: &str, value: &str) -> &'a Value {
+    array
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e[key] == value))
+        .unwrap_or_else(|| panic!("no {key} = {value} in {array}"))
 }
 
 /// A field of a gen count row.

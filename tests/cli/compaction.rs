@@ -10,18 +10,7 @@ const TRADES: &str = "SELECT trade_id || '|' || CAST(price AS VARCHAR) || '|' ||
 fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
     let p = Project::new();
     for minute in 0..8 {
-        let start = format!("2026-01-01T00:{minute:02}:00Z");
-        p.generate(&[
-            "--minutes",
-            "1",
-            "--seed",
-            &minute.to_string(),
-            "--symbols",
-            "3",
-            "--start",
-            &start,
-        ]);
-        p.ok(&["run", "all"]);
+        p.minute(minute, "3", &[]);
     }
     let files = |t: &str| p.json(&["table", "files", t]).as_array().unwrap().len();
     // 8 appends: one file per run and partition (3 symbols x 1 day for silver).
@@ -34,12 +23,7 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
     let plan: serde_json::Value =
         serde_json::from_str(&p.ok(&["run", "compact", "--target-size", "1048576", "--dry-run"]))
             .unwrap();
-    let silver = plan["compact"]["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == "silver.quotes")
-        .unwrap();
+    let silver = crate::common::find(&plan["compact"]["tables"], "table", "silver.quotes");
     assert_eq!(silver["groups"].as_array().unwrap().len(), 3, "{silver}");
     assert_eq!(silver["groups"][0]["files_in"], 8);
     assert_eq!(silver["groups"][0]["expected_files_out"], 1);
@@ -124,18 +108,7 @@ fn maintain_compacts_and_removes_the_orphans_of_a_killed_run() {
     use std::os::unix::process::ExitStatusExt;
     let p = Project::new();
     for minute in 0..5 {
-        let start = format!("2026-01-01T00:{minute:02}:00Z");
-        p.generate(&[
-            "--minutes",
-            "1",
-            "--seed",
-            &minute.to_string(),
-            "--symbols",
-            "2",
-            "--start",
-            &start,
-        ]);
-        p.ok(&["run", "all"]);
+        p.minute(minute, "2", &[]);
     }
     // A killed silver run leaves files no snapshot reaches.
     p.generate(&[
@@ -209,20 +182,7 @@ fn parquet_files(dir: &std::path::Path) -> usize {
 #[test]
 fn expiry_keeps_rows_bookmarks_and_taken_files_and_deletes_what_only_old_snapshots_reached() {
     let p = Project::new();
-    let minute = |m: u32| {
-        let start = format!("2026-01-01T00:{m:02}:00Z");
-        p.generate(&[
-            "--minutes",
-            "1",
-            "--seed",
-            &m.to_string(),
-            "--symbols",
-            "2",
-            "--start",
-            &start,
-        ]);
-        p.ok(&["run", "all"]);
-    };
+    let minute = |m: u32| p.minute(m, "2", &[]);
     (0..4).for_each(minute);
     p.ok(&[
         "run",
@@ -246,12 +206,11 @@ fn expiry_keeps_rows_bookmarks_and_taken_files_and_deletes_what_only_old_snapsho
         "--dry-run",
     ]))
     .unwrap();
-    let trades = plan["expire-snapshots"]["tables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["table"] == "bronze.trades")
-        .unwrap();
+    let trades = crate::common::find(
+        &plan["expire-snapshots"]["tables"],
+        "table",
+        "bronze.trades",
+    );
     assert_eq!(
         trades["kept_for_bookmarks"].as_array().unwrap().len(),
         0,

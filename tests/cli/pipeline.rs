@@ -101,12 +101,7 @@ fn every_bad_or_duplicate_record_is_accounted_for_per_source() {
         "0.03",
     ]);
     let runs = p.json(&["run", "all", "--max-bad-fraction", "0.5"]);
-    let silver = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == "silver")
-        .unwrap();
+    let silver = crate::common::find(&runs, "job", "silver");
     let quarantined = p.sql("SELECT source, count(*) AS n FROM silver.quarantine GROUP BY source");
     let kept = p.sql(
         "SELECT source, count(*) AS n FROM silver.quotes GROUP BY source \
@@ -232,12 +227,7 @@ fn landing_files_of_every_layout_are_read() {
 
     let plan: serde_json::Value =
         serde_json::from_str(&p.ok(&["run", "ingest-files", "--dry-run"])).unwrap();
-    let trades_plan = plan["ingest-files"]["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["source"] == "trades")
-        .unwrap();
+    let trades_plan = crate::common::find(&plan["ingest-files"]["sources"], "source", "trades");
     assert_eq!(
         trades_plan["new_files"].as_array().unwrap().len(),
         4,
@@ -286,12 +276,7 @@ fn a_record_delivered_again_in_a_later_run_is_dropped_as_a_duplicate() {
         }
     }
     let runs = p.json(&["run", "all"]);
-    let silver = runs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["job"] == "silver")
-        .unwrap();
+    let silver = crate::common::find(&runs, "job", "silver");
     let dropped = silver["sources"]["trades"]["duplicates_dropped"]
         .as_u64()
         .unwrap();

@@ -86,21 +86,7 @@ fn independent_readers_read_every_table_with_the_same_rows() {
 fn independent_readers_read_compacted_and_expired_tables_with_the_same_rows() {
     let p = Project::new();
     for minute in 0..3 {
-        let start = format!("2026-01-01T00:{minute:02}:00Z");
-        let seed = minute.to_string();
-        p.generate(&[
-            "--minutes",
-            "1",
-            "--seed",
-            &seed,
-            "--symbols",
-            "3",
-            "--bad-rate",
-            "0.05",
-            "--start",
-            &start,
-        ]);
-        p.ok(&["run", "all"]);
+        p.minute(minute, "3", &["--bad-rate", "0.05"]);
     }
     p.ok(&[
         "run",
