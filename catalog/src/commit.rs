@@ -95,6 +95,8 @@ pub struct SnapshotCommit {
     properties: HashMap<String, String>,
     requirement: Option<Requirement>,
     max_attempts: u32,
+    /// Merge every data manifest into one, whatever their count (`rewrite_manifests`).
+    merge_all: bool,
 }
 
 impl fmt::Debug for SnapshotCommit {
@@ -119,6 +121,16 @@ impl SnapshotCommit {
             properties: HashMap::new(),
             requirement: None,
             max_attempts: 10,
+            merge_all: false,
+        }
+    }
+
+    /// The same live files, their data manifests merged into one (`replace`, as Spark's
+    /// `rewrite_manifests`): planning reads one manifest instead of many small ones.
+    pub fn rewrite_manifests(ident: TableIdent) -> Self {
+        Self {
+            merge_all: true,
+            ..Self::new(ident, Operation::Replace)
         }
     }
 
@@ -186,7 +198,9 @@ impl SnapshotCommit {
             requirement(metadata).map_err(|reason| self.requirement_failed(reason))?;
         }
         let mut producer = Producer::new(&table, self)?;
-        let mut manifests = producer.carry_manifests(&self.removed).await?;
+        let mut manifests = producer
+            .carry_manifests(&self.removed, self.merge_all)
+            .await?;
         if !self.added.is_empty() {
             manifests.push(producer.write_added(&self.added).await?);
         }
@@ -295,7 +309,11 @@ impl<'a> Producer<'a> {
     /// stay as existing; once there are [`MERGE_MIN_COUNT`] or more, all are merged (as Java
     /// Iceberg merges manifests on commit), so planning never reads thousands of tiny manifests;
     /// manifests left with no live file (a previous commit's deletions) are dropped.
-    async fn carry_manifests(&mut self, removed: &[String]) -> Result<Vec<ManifestFile>> {
+    async fn carry_manifests(
+        &mut self,
+        removed: &[String],
+        force_merge: bool,
+    ) -> Result<Vec<ManifestFile>> {
         let Some(current) = self.table.metadata().current_snapshot() else {
             return match removed.first() {
                 None => Ok(Vec::new()),
@@ -309,7 +327,7 @@ impl<'a> Producer<'a> {
             .iter()
             .filter(|m| m.content == ManifestContentType::Data)
             .count();
-        let merge_all = data >= MERGE_MIN_COUNT;
+        let merge_all = force_merge || data >= MERGE_MIN_COUNT;
         let mut found: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut merged: Option<(ManifestWriter, usize)> = None;

@@ -39,6 +39,11 @@ pub struct CompactOptions {
     pub min_input_files: usize,
     /// Tables to compact; every table when empty.
     pub tables: Vec<TableIdent>,
+    /// Only files that may hold rows matching this SQL condition (Spark's `where`).
+    pub filter: Option<String>,
+    /// Commit each group as soon as it is rewritten, not all at the end (Spark's
+    /// `partial-progress.enabled`): a failure keeps the groups done so far.
+    pub partial_progress: bool,
 }
 
 impl Default for CompactOptions {
@@ -47,6 +52,8 @@ impl Default for CompactOptions {
             target_size: None,
             min_input_files: 5,
             tables: Vec::new(),
+            filter: None,
+            partial_progress: false,
         }
     }
 }
@@ -71,6 +78,8 @@ pub struct CompactTablePlan {
     pub target_size: u64,
     pub snapshot_id: Option<i64>,
     pub live_files: usize,
+    /// Live files the `filter` selected (all of them without one).
+    pub selected_files: usize,
     pub groups: Vec<CompactGroup>,
 }
 
@@ -104,22 +113,24 @@ impl Compact {
     }
 
     async fn plan_impl(&self) -> Result<CompactPlan> {
-        let idents = if self.options.tables.is_empty() {
-            self.ctx.lake.list_tables().await?
-        } else {
-            self.options.tables.clone()
-        };
+        let idents = scan::tables_or_all(&self.ctx.lake, &self.options.tables).await?;
         let mut tables = Vec::new();
         for ident in idents {
             let table = self.ctx.lake.load_table(&ident).await?;
             let target = self.target_of(&table);
             let files = scan::live_data_files(&table).await?;
+            let live_files = files.len();
+            let files = match &self.options.filter {
+                Some(sql) => matching_files(&table, files, sql).await?,
+                None => files,
+            };
             let groups = bin_pack(&files, target, self.options.min_input_files.max(2));
             tables.push(CompactTablePlan {
                 table: ident.to_string(),
                 target_size: target,
                 snapshot_id: table.metadata().current_snapshot_id(),
-                live_files: files.len(),
+                live_files,
+                selected_files: files.len(),
                 groups,
             });
         }
@@ -141,7 +152,7 @@ impl Compact {
     async fn compact_table(&self, plan: &CompactTablePlan) -> Result<TableRun> {
         let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
         let table = self.ctx.lake.load_table(&ident).await?;
-        let mut written = Vec::new();
+        let mut pending = Vec::new();
         let mut run = TableRun::default();
         // Groups are rewritten concurrently (each encodes on its own writer task), in order.
         let mut rewrites = futures::stream::iter(plan.groups.clone())
@@ -155,47 +166,56 @@ impl Compact {
             .buffered(self.ctx.settings.parallelism.max(1));
         while let Some((group, files)) = rewrites.try_next().await? {
             run.rows_in += group.records;
-            written.push((group, files));
+            pending.push((group, files));
             self.ctx.progress.advance(1);
+            if self.options.partial_progress {
+                self.commit_groups(&ident, std::mem::take(&mut pending), &mut run)
+                    .await?;
+            }
         }
         maybe_crash(JOB, "after-write");
-        // Commit every group at once; groups that lost a file to a concurrent writer drop out.
-        loop {
-            let commit =
-                written
-                    .iter()
-                    .fold(SnapshotCommit::replace(ident.clone()), |c, (g, out)| {
-                        c.remove_files(g.files.iter().map(|f| f.file_path().to_string()))
-                            .add_files(out.clone())
-                    });
-            match self
-                .ctx
-                .lake
-                .commit(&commit.set_property("cryptolake.job", JOB))
-                .await
-            {
+        self.commit_groups(&ident, pending, &mut run).await?;
+        Ok(run)
+    }
+
+    /// Commits rewritten groups in one `replace` snapshot; groups that lost a file to a
+    /// concurrent writer drop out (counted in `run.groups_dropped`) and the rest commit.
+    async fn commit_groups(
+        &self,
+        ident: &TableIdent,
+        mut written: Vec<(CompactGroup, Vec<DataFile>)>,
+        run: &mut TableRun,
+    ) -> Result<()> {
+        while !written.is_empty() {
+            let commit = written.iter().fold(
+                SnapshotCommit::replace(ident.clone()).set_property("cryptolake.job", JOB),
+                |c, (g, out)| {
+                    c.remove_files(g.files.iter().map(|f| f.file_path().to_string()))
+                        .add_files(out.clone())
+                },
+            );
+            match self.ctx.lake.commit(&commit).await {
                 Ok(outcome) => {
                     run.snapshot_id = Some(outcome.snapshot_id);
-                    run.commit_attempts = outcome.attempts;
+                    run.commit_attempts += outcome.attempts;
                     break;
                 }
                 Err(CatalogError::RequirementFailed { table, reason }) => {
                     let live: HashSet<String> =
-                        scan::live_data_files(&self.ctx.lake.load_table(&ident).await?)
+                        scan::live_data_files(&self.ctx.lake.load_table(ident).await?)
                             .await?
                             .iter()
                             .map(|f| f.file_path().to_string())
                             .collect();
                     let before = written.len();
                     written.retain(|(g, _)| g.files.iter().all(|f| live.contains(f.file_path())));
-                    tracing::warn!(table = %ident, dropped = before - written.len(), %reason, "compaction groups dropped: their files changed");
-                    if written.len() == before {
+                    let dropped = before - written.len();
+                    tracing::warn!(table = %ident, dropped, %reason, "compaction groups dropped: their files changed");
+                    if dropped == 0 {
                         // Not a vanished file: nothing to drop, so the failure stands.
                         return Err(CatalogError::RequirementFailed { table, reason }.into());
                     }
-                    if written.is_empty() {
-                        break;
-                    }
+                    run.groups_dropped += dropped as u64;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -206,7 +226,7 @@ impl Compact {
             run.bytes_written += out.iter().map(|f| f.file_size_in_bytes()).sum::<u64>();
             run.rows_out += out.iter().map(|f| f.record_count()).sum::<u64>();
         }
-        Ok(run)
+        Ok(())
     }
 
     /// Reads a group's rows and writes them again at the target size.
@@ -231,6 +251,25 @@ impl Compact {
         }
         Ok(files)
     }
+}
+
+/// The live files that may hold rows matching `sql`: iceberg's scan planning prunes by
+/// partition values and column statistics, so a file is kept when any of its rows might match.
+async fn matching_files(table: &Table, files: Vec<DataFile>, sql: &str) -> Result<Vec<DataFile>> {
+    let predicate = crate::predicate::parse_where(table.metadata().current_schema(), sql)?;
+    let paths: HashSet<String> = table
+        .scan()
+        .with_filter(predicate)
+        .build()?
+        .plan_files()
+        .await?
+        .map_ok(|task| task.data_file_path)
+        .try_collect()
+        .await?;
+    Ok(files
+        .into_iter()
+        .filter(|f| paths.contains(f.file_path()))
+        .collect())
 }
 
 /// A partition tuple as people read it: `BTC-USD/20454`.

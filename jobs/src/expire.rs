@@ -137,11 +137,7 @@ impl ExpireSnapshots {
     }
 
     async fn plan_impl(&self) -> Result<ExpirePlan> {
-        let idents = if self.options.tables.is_empty() {
-            self.ctx.lake.list_tables().await?
-        } else {
-            self.options.tables.clone()
-        };
+        let idents = scan::tables_or_all(&self.ctx.lake, &self.options.tables).await?;
         let bookmarked = self.bookmarked().await?;
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)

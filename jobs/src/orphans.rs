@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::context::JobContext;
 use crate::summary::{RunSummary, TableRun};
-use crate::{Error, Result};
+use crate::{Error, Result, scan};
 
 const JOB: &str = "remove-orphans";
 
@@ -162,11 +162,7 @@ impl RemoveOrphans {
     }
 
     async fn plan_impl(&self) -> Result<RemoveOrphansPlan> {
-        let idents = if self.options.tables.is_empty() {
-            self.ctx.lake.list_tables().await?
-        } else {
-            self.options.tables.clone()
-        };
+        let idents = scan::tables_or_all(&self.ctx.lake, &self.options.tables).await?;
         let mut tables = Vec::new();
         for ident in &idents {
             tables.push(self.plan_table(ident).await?);

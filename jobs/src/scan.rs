@@ -179,3 +179,15 @@ pub fn plain_schema(table: &Table) -> Result<arrow::datatypes::SchemaRef> {
         .collect();
     Ok(Arc::new(arrow::datatypes::Schema::new(fields)))
 }
+
+/// `tables`, or every table of the lake when it is empty (maintenance's `--table` default).
+pub async fn tables_or_all(
+    lake: &cryptolake_catalog::Lake,
+    tables: &[iceberg::TableIdent],
+) -> Result<Vec<iceberg::TableIdent>> {
+    if tables.is_empty() {
+        Ok(lake.list_tables().await?)
+    } else {
+        Ok(tables.to_vec())
+    }
+}

@@ -18,6 +18,13 @@ pub struct TableRun {
     /// The snapshot committed, `None` when there was nothing to commit.
     pub snapshot_id: Option<i64>,
     pub commit_attempts: u32,
+    /// compact: groups dropped because a concurrent writer removed one of their files.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What one job run did.

@@ -160,6 +160,7 @@ fn small_target() -> CompactOptions {
         target_size: Some(1 << 20),
         min_input_files: 2,
         tables: vec![cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap()],
+        ..CompactOptions::default()
     }
 }
 
@@ -209,6 +210,7 @@ async fn a_group_whose_files_were_rewritten_meanwhile_is_dropped() {
         "every group lost its files: nothing committed"
     );
     assert_eq!(run.files_removed, 0);
+    assert_eq!(run.groups_dropped, 4);
     assert_eq!(
         count(&e.ctx.lake, "silver.quotes").await,
         quotes,
@@ -344,4 +346,137 @@ async fn fifty_rounds_of_ingest_beside_compaction_lose_and_resurrect_nothing() {
     run_all(&reference).await;
     assert_eq!(sum_price(&reference.lake).await, (keys, sum));
     eprintln!("compaction commits that lost a race and retried: {retried}");
+}
+
+/// Two one-minute runs: silver.quotes holds two small files in each of its 4 symbol partitions.
+async fn two_runs() -> Env {
+    let e = env(1).await;
+    run_all(&e.ctx).await;
+    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    run_all(&e.ctx).await;
+    e
+}
+
+async fn snapshots(lake: &Lake, table: &str) -> usize {
+    let ident = cryptolake_catalog::lake::parse_ident(table).unwrap();
+    lake.load_table(&ident)
+        .await
+        .unwrap()
+        .metadata()
+        .snapshots()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_limits_compaction_to_the_files_that_may_match() {
+    let e = two_runs().await;
+    let with = |filter: &str| CompactOptions {
+        filter: Some(filter.to_string()),
+        ..small_target()
+    };
+    let plan = Compact::new(e.ctx.clone(), small_target())
+        .plan()
+        .await
+        .unwrap();
+    let partitions: Vec<&str> = plan.tables[0]
+        .groups
+        .iter()
+        .map(|g| g.partition.as_str())
+        .collect();
+    assert_eq!(partitions.len(), 4, "{partitions:?}");
+    let (symbol, _day) = partitions[1].split_once('/').unwrap();
+
+    let one = Compact::new(e.ctx.clone(), with(&format!("symbol = '{symbol}'")));
+    let plan = one.plan().await.unwrap();
+    assert_eq!(plan.tables[0].live_files, 8);
+    assert_eq!(plan.tables[0].selected_files, 2);
+    assert_eq!(plan.tables[0].groups.len(), 1);
+    assert_eq!(plan.tables[0].groups[0].partition, partitions[1]);
+    // Every row is on 2026-01-01: statistics and partition values prune by time too.
+    for (filter, groups) in [
+        ("event_time >= TIMESTAMP '2026-01-02 00:00:00'", 0),
+        ("event_time < '2026-01-02' AND symbol <> 'NONE'", 4),
+        (
+            &format!("symbol IN ('{symbol}', 'NONE') OR event_time > '2027-01-01'"),
+            1,
+        ),
+    ] {
+        let plan = Compact::new(e.ctx.clone(), with(filter))
+            .plan()
+            .await
+            .unwrap();
+        assert_eq!(plan.tables[0].groups.len(), groups, "{filter}");
+    }
+    let before = count(&e.ctx.lake, "silver.quotes").await;
+    let summary = one.execute(plan).await.unwrap();
+    let run = &summary.tables["silver.quotes"];
+    assert_eq!((run.files_removed, run.files_written), (2, 1));
+    assert_eq!(count(&e.ctx.lake, "silver.quotes").await, before);
+
+    let bad = Compact::new(e.ctx.clone(), with("price LIKE '1%'"))
+        .plan()
+        .await;
+    assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_progress_commits_each_group_on_its_own() {
+    let e = two_runs().await;
+    let before = (
+        count(&e.ctx.lake, "silver.quotes").await,
+        snapshots(&e.ctx.lake, "silver.quotes").await,
+    );
+    let job = Compact::new(
+        e.ctx.clone(),
+        CompactOptions {
+            partial_progress: true,
+            ..small_target()
+        },
+    );
+    let summary = job.execute(job.plan().await.unwrap()).await.unwrap();
+    let run = &summary.tables["silver.quotes"];
+    assert_eq!((run.files_removed, run.files_written), (8, 4));
+    assert_eq!(run.commit_attempts, 4);
+    assert_eq!(
+        (
+            count(&e.ctx.lake, "silver.quotes").await,
+            snapshots(&e.ctx.lake, "silver.quotes").await
+        ),
+        (before.0, before.1 + 4),
+        "the same rows, one replace snapshot per group"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_manifests_merges_them_and_keeps_an_append_that_lands_meanwhile() {
+    use cryptolake_jobs::manifests::{RewriteManifests, RewriteManifestsOptions};
+    let e = two_runs().await;
+    let job = |min_manifests| {
+        RewriteManifests::new(
+            e.ctx.clone(),
+            RewriteManifestsOptions {
+                min_manifests,
+                tables: vec![cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap()],
+            },
+        )
+    };
+    assert!(!job(3).plan().await.unwrap().tables[0].rewrite);
+    let plan = job(2).plan().await.unwrap();
+    let table = &plan.tables[0];
+    assert_eq!(
+        (table.data_manifests, table.live_files, table.rewrite),
+        (2, 8, true)
+    );
+    // A third run lands between plan and execute: its manifest is merged in, its rows kept.
+    generate(&e.ctx.landing, &later(2, 8)).unwrap();
+    run_all(&e.ctx).await;
+    let rows = count(&e.ctx.lake, "silver.quotes").await;
+    let summary = job(2).execute(plan).await.unwrap();
+    assert!(summary.tables["silver.quotes"].snapshot_id.is_some());
+    let after = job(2).plan().await.unwrap();
+    assert_eq!(
+        (after.tables[0].data_manifests, after.tables[0].live_files),
+        (1, 12)
+    );
+    assert_eq!(count(&e.ctx.lake, "silver.quotes").await, rows);
 }

@@ -10,10 +10,12 @@ use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
+use cryptolake_jobs::manifests::{RewriteManifests, RewriteManifestsOptions};
 use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions, parse_duration};
 use cryptolake_jobs::progress::Progress;
 use cryptolake_jobs::silver::Silver;
 use cryptolake_jobs::{Job, JobContext, RunSummary};
+use iceberg::TableIdent;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -32,12 +34,14 @@ pub enum JobName {
     All,
     /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
     Compact,
+    /// Merge a table's data manifests into one when it has --min-manifests or more.
+    RewriteManifests,
     /// Delete files under a table's location that no snapshot reaches (older than --older-than).
     RemoveOrphans,
     /// Remove snapshots older than --older-than (default 5d), keeping --retain-last and every
     /// bookmarked one, and delete the files only they reached.
     ExpireSnapshots,
-    /// Table maintenance: compact, expire-snapshots, remove-orphans.
+    /// Table maintenance: compact, rewrite-manifests, expire-snapshots, remove-orphans.
     Maintain,
 }
 
@@ -57,7 +61,17 @@ pub struct RunArgs {
     /// compact: fewest small files that make a partition worth rewriting.
     #[arg(long, default_value_t = 5)]
     pub min_input_files: usize,
-    /// compact, remove-orphans: only these tables (repeatable); every table when absent.
+    /// compact: only files that may hold rows matching this SQL condition, such as
+    /// "symbol = 'BTC-USD' AND event_time >= TIMESTAMP '2026-01-01'".
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
+    /// compact: commit each file group as soon as it is rewritten instead of all at the end.
+    #[arg(long)]
+    pub partial_progress: bool,
+    /// rewrite-manifests: rewrite a table once it has this many data manifests.
+    #[arg(long, default_value_t = 10)]
+    pub min_manifests: usize,
+    /// Maintenance jobs: only these tables (repeatable); every table when absent.
     #[arg(long = "table")]
     pub tables: Vec<String>,
     /// expire-snapshots, remove-orphans: only snapshots or files older than this (3d, 12h,
@@ -117,60 +131,21 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
         JobName::Maintain => vec![
             JobName::Compact,
+            JobName::RewriteManifests,
             JobName::ExpireSnapshots,
             JobName::RemoveOrphans,
         ],
         one => vec![one],
     };
+    let tables = args
+        .tables
+        .iter()
+        .map(|t| parse_ident(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut plans = serde_json::Map::new();
     let mut summaries = Vec::new();
     for job in jobs {
-        let (plan, summary) = match job {
-            JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, &bar).await?,
-            JobName::Silver => step(Silver::new(ctx.clone()), args.dry_run, &bar).await?,
-            JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, &bar).await?,
-            JobName::Compact => {
-                let options = CompactOptions {
-                    target_size: args.target_file_size,
-                    min_input_files: args.min_input_files,
-                    tables: args
-                        .tables
-                        .iter()
-                        .map(|t| parse_ident(t))
-                        .collect::<Result<_, _>>()?,
-                };
-                step(Compact::new(ctx.clone(), options), args.dry_run, &bar).await?
-            }
-            JobName::ExpireSnapshots => {
-                let options = ExpireOptions {
-                    older_than: parse_duration(args.older_than.as_deref().unwrap_or("5d"))?,
-                    retain_last: args.retain_last,
-                    tables: args
-                        .tables
-                        .iter()
-                        .map(|t| parse_ident(t))
-                        .collect::<Result<_, _>>()?,
-                };
-                step(
-                    ExpireSnapshots::new(ctx.clone(), options),
-                    args.dry_run,
-                    &bar,
-                )
-                .await?
-            }
-            JobName::RemoveOrphans => {
-                let options = RemoveOrphansOptions {
-                    older_than: parse_duration(args.older_than.as_deref().unwrap_or("3d"))?,
-                    tables: args
-                        .tables
-                        .iter()
-                        .map(|t| parse_ident(t))
-                        .collect::<Result<_, _>>()?,
-                };
-                step(RemoveOrphans::new(ctx.clone(), options), args.dry_run, &bar).await?
-            }
-            JobName::All | JobName::Maintain => unreachable!("expanded above"),
-        };
+        let (plan, summary) = one(job, args, &ctx, &tables, &bar).await?;
         plans.insert(job_name(job).to_string(), plan);
         summaries.extend(summary);
     }
@@ -184,6 +159,60 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     }
     print_summaries(&summaries, format);
     Ok(())
+}
+
+/// Plans one job from the flags and, unless this is a dry run, executes it.
+async fn one(
+    job: JobName,
+    args: &RunArgs,
+    ctx: &JobContext,
+    tables: &[TableIdent],
+    bar: &Bar,
+) -> Result<(Value, Option<RunSummary>), CliError> {
+    Ok(match job {
+        JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::Silver => step(Silver::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::Compact => {
+            let options = CompactOptions {
+                target_size: args.target_file_size,
+                min_input_files: args.min_input_files,
+                tables: tables.to_vec(),
+                filter: args.filter.clone(),
+                partial_progress: args.partial_progress,
+            };
+            step(Compact::new(ctx.clone(), options), args.dry_run, bar).await?
+        }
+        JobName::RewriteManifests => {
+            let options = RewriteManifestsOptions {
+                min_manifests: args.min_manifests,
+                tables: tables.to_vec(),
+            };
+            let job = RewriteManifests::new(ctx.clone(), options);
+            step(job, args.dry_run, bar).await?
+        }
+        JobName::ExpireSnapshots => {
+            let options = ExpireOptions {
+                older_than: parse_duration(args.older_than.as_deref().unwrap_or("5d"))?,
+                retain_last: args.retain_last,
+                tables: tables.to_vec(),
+            };
+            step(
+                ExpireSnapshots::new(ctx.clone(), options),
+                args.dry_run,
+                bar,
+            )
+            .await?
+        }
+        JobName::RemoveOrphans => {
+            let options = RemoveOrphansOptions {
+                older_than: parse_duration(args.older_than.as_deref().unwrap_or("3d"))?,
+                tables: tables.to_vec(),
+            };
+            step(RemoveOrphans::new(ctx.clone(), options), args.dry_run, bar).await?
+        }
+        JobName::All | JobName::Maintain => unreachable!("expanded above"),
+    })
 }
 
 /// Plans a job and, unless this is a dry run, executes the plan.
@@ -210,6 +239,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::Gold => "gold",
         JobName::All => "all",
         JobName::Compact => "compact",
+        JobName::RewriteManifests => "rewrite-manifests",
         JobName::RemoveOrphans => "remove-orphans",
         JobName::ExpireSnapshots => "expire-snapshots",
         JobName::Maintain => "maintain",

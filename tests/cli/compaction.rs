@@ -143,8 +143,16 @@ fn maintain_compacts_and_removes_the_orphans_of_a_killed_run() {
         .iter()
         .map(|j| j["job"].as_str().unwrap())
         .collect();
-    assert_eq!(jobs, ["compact", "expire-snapshots", "remove-orphans"]);
-    let removed = &runs[2]["tables"]["silver.quotes"]["files_removed"];
+    assert_eq!(
+        jobs,
+        [
+            "compact",
+            "rewrite-manifests",
+            "expire-snapshots",
+            "remove-orphans"
+        ]
+    );
+    let removed = &runs[3]["tables"]["silver.quotes"]["files_removed"];
     assert!(
         removed.as_u64().unwrap() >= 2,
         "the killed run's quote files: {removed}"
@@ -261,4 +269,175 @@ fn expiry_keeps_rows_bookmarks_and_taken_files_and_deletes_what_only_old_snapsho
     assert_eq!(p.count("gold.candles_1m"), 2 * 6);
     let dup = p.sql("SELECT count(*) - count(DISTINCT trade_id) AS n FROM silver.trades");
     assert_eq!(dup[0]["n"], 0);
+}
+
+/// Appends `appends` snapshots of `rows` trades each to `silver.trades`, one data file each,
+/// alternating between two symbols (two partitions), through the library as streaming would.
+fn append_small_files(p: &Project, appends: usize, rows: usize) {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, TimeUnit};
+    use cryptolake_catalog::{CatalogConfig, Lake, SnapshotCommit, layout};
+    use cryptolake_jobs::write::{TableWriter, arrow_schema};
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = CatalogConfig {
+            path: p.path().join("lake/catalog.db"),
+            warehouse: p.path().join("lake/warehouse").display().to_string(),
+            ..CatalogConfig::default()
+        };
+        let lake = Lake::open(&config).await.unwrap();
+        let trades = layout::silver_trades();
+        let table = lake.ensure_table(&trades).await.unwrap();
+        let schema = arrow_schema(&table).unwrap();
+        // 2026-01-01T00:00:00Z in microseconds.
+        let day_start = 1_767_225_600_000_000_i64;
+        for a in 0..appends {
+            let ids: Vec<i64> = (0..rows).map(|r| (a * rows + r) as i64).collect();
+            let symbol = if a % 2 == 0 { "BTC-USD" } else { "ETH-USD" };
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| -> ArrayRef {
+                    match (f.name().as_str(), f.data_type()) {
+                        ("symbol", _) => Arc::new(StringArray::from(vec![symbol; rows])),
+                        (name, DataType::Utf8) => Arc::new(StringArray::from_iter_values(
+                            ids.iter().map(|i| format!("{name}-{i}")),
+                        )),
+                        // quantity i/1000, price 40000 + i/100 (scale 16).
+                        (name, DataType::Decimal128(precision, scale)) => {
+                            let unit = 10_i128.pow(*scale as u32);
+                            let value = |i: i64| match name {
+                                "quantity" => i128::from(i) * unit / 1000,
+                                _ => 40_000 * unit + i128::from(i) * unit / 100,
+                            };
+                            Arc::new(
+                                Decimal128Array::from_iter_values(ids.iter().map(|&i| value(i)))
+                                    .with_precision_and_scale(*precision, *scale)
+                                    .unwrap(),
+                            )
+                        }
+                        (_, DataType::Timestamp(TimeUnit::Microsecond, _)) => {
+                            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                                ids.iter().map(|i| day_start + i * 1_000_000),
+                            ))
+                        }
+                        (_, DataType::Date32) => Arc::new(Date32Array::from(vec![20_454; rows])),
+                        (_, DataType::Int32) => Arc::new(Int32Array::from(vec![1; rows])),
+                        (name, other) => panic!("no generator for {name}: {other}"),
+                    }
+                })
+                .collect();
+            let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+            let mut writer = TableWriter::new(&table, 512 << 20).unwrap();
+            writer.write(batch).await.unwrap();
+            let files = writer.close().await.unwrap();
+            lake.commit(&SnapshotCommit::append(trades.ident()).add_files(files))
+                .await
+                .unwrap();
+        }
+    });
+}
+
+/// Every row of silver.trades, hashed in order: equal only when every value of every row is.
+const ROW_CHECKSUM: &str = "SELECT count(*) AS n, CAST(sum(quantity) AS VARCHAR) AS q, \
+     md5(string_agg(trade_id || '|' || user_id || '|' || symbol || '|' || CAST(quantity AS VARCHAR) \
+       || '|' || CAST(price AS VARCHAR) || '|' || CAST(event_time AS VARCHAR), ',' ORDER BY trade_id)) AS h \
+     FROM silver.trades";
+
+#[test]
+fn two_thousand_small_appends_compact_to_one_file_per_partition() {
+    let p = Project::new();
+    append_small_files(&p, 2_000, 5);
+    let files = || {
+        p.json(&["table", "files", "silver.trades"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(files(), 2_000);
+    let before = p.sql(ROW_CHECKSUM);
+    assert_eq!(before[0]["n"], 10_000);
+    // sum(i/1000) for i in 0..10000 = 49_995.
+    assert_eq!(before[0]["q"], "49995.0000000000000000");
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&p.ok(&["run", "compact", "--dry-run"])).unwrap();
+    let trades = crate::common::find(&plan["compact"]["tables"], "table", "silver.trades");
+    let groups = trades["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{trades}");
+    for g in groups {
+        assert_eq!(g["files_in"], 1_000);
+        assert_eq!(g["records"], 5_000);
+        assert_eq!(g["expected_files_out"], 1);
+    }
+    p.ok(&["run", "compact"]);
+    // The default 512 MiB target: one file per partition (symbol, day).
+    assert_eq!(files(), 2);
+    assert_eq!(p.sql(ROW_CHECKSUM), before);
+    crate::readers::compare_tables_with_independent_readers(&p, &[("silver.trades", "quantity")]);
+}
+
+#[test]
+fn remove_orphans_keeps_every_file_an_old_snapshot_still_reaches() {
+    use std::os::unix::process::ExitStatusExt;
+    let p = Project::new();
+    for minute in 0..3 {
+        p.minute(minute, "2", &[]);
+    }
+    let q = "SELECT count(*) AS n, CAST(sum(price) AS VARCHAR) AS s FROM silver.quotes";
+    let old_rows = p.sql(q);
+    let old = format!("silver.quotes={}", p.snapshots()["silver.quotes"]);
+    // After compaction only the old snapshots reach the 3 x 2 small quote files.
+    p.ok(&[
+        "run",
+        "compact",
+        "--target-size",
+        "1048576",
+        "--min-input-files",
+        "2",
+    ]);
+    let quotes_dir = p.path().join("lake/warehouse/silver/quotes");
+    let reachable = parquet_files(&quotes_dir);
+    assert_eq!(reachable, 3 * 2 + 2);
+    // A killed run leaves two quote files (one per symbol) that nothing reaches.
+    p.generate(&[
+        "--minutes",
+        "1",
+        "--seed",
+        "9",
+        "--symbols",
+        "2",
+        "--start",
+        "2026-01-01T00:03:00Z",
+    ]);
+    p.ok(&["run", "ingest-files"]);
+    let out = p
+        .command(&["run", "silver"])
+        .env("CRYPTOLAKE_FAULT", "silver:after-write")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
+    assert_eq!(parquet_files(&quotes_dir), reachable + 2);
+
+    let runs = p.json(&[
+        "run",
+        "remove-orphans",
+        "--older-than",
+        "0s",
+        "--table",
+        "silver.quotes",
+    ]);
+    assert_eq!(runs[0]["tables"]["silver.quotes"]["files_removed"], 2);
+    assert_eq!(parquet_files(&quotes_dir), reachable);
+    // The old snapshot still reads its rows from the old files.
+    let rows: Vec<crate::common::Row> =
+        serde_json::from_str(&p.ok(&["sql", q, "--snapshot", &old, "-o", "json"])).unwrap();
+    assert_eq!(rows, old_rows);
+    assert_eq!(p.sql(q), old_rows);
 }

@@ -6,4 +6,4 @@ mod compaction;
 mod crash;
 mod gold_values;
 mod pipeline;
-mod readers;
+pub mod readers;
