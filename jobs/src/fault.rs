@@ -1,17 +1,29 @@
 //! Fault injection for crash tests: `CRYPTOLAKE_FAULT=<point>` kills the process at that
 //! point with SIGKILL, as a lost machine or the OOM killer would.
 //!
-//! Points: `<job>:after-write` (files written, nothing committed) and
-//! `<job>:after-commit` (committed, before the run summary).
+//! Points: `<job>:before-execute` (planned, nothing written), `<job>:after-write` (files
+//! written, nothing committed) and `<job>:after-commit` (committed, before the run summary).
+//! `<job>:<point>:delay=MS` sleeps that long at the point instead, to make a job slow.
 
 /// The environment variable that names the fault point.
 pub const FAULT_ENV: &str = "CRYPTOLAKE_FAULT";
 
-/// Aborts the process when `CRYPTOLAKE_FAULT` names this point.
+/// Aborts the process (or sleeps) when `CRYPTOLAKE_FAULT` names this point.
 pub fn maybe_crash(job: &str, point: &str) {
-    if let Ok(wanted) = std::env::var(FAULT_ENV)
-        && wanted == format!("{job}:{point}")
+    let Ok(wanted) = std::env::var(FAULT_ENV) else {
+        return;
+    };
+    let here = format!("{job}:{point}");
+    if let Some(ms) = wanted
+        .strip_prefix(&here)
+        .and_then(|rest| rest.strip_prefix(":delay="))
+        .and_then(|ms| ms.parse().ok())
     {
+        tracing::warn!(job, point, ms, "fault injected: sleeping");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        return;
+    }
+    if wanted == here {
         tracing::warn!(
             job,
             point,
