@@ -1,7 +1,21 @@
-//! cryptolake-scheduler knows processes and time: the Ballista scheduler and executor processes
-//! built with cryptolake's codecs, job submission with run history, and EventBridge schedule
-//! expressions.
+//! cryptolake-scheduler knows processes and time: EventBridge schedule expressions, the
+//! scheduler daemon that fires them, its run history, the authenticated submission API and the
+//! export of schedules to EventBridge Scheduler.
 //!
-//! Nothing is here yet: jobs run in-process through the CLI (`cryptolake run`). The crate is in
-//! the workspace so the layout, dependency direction (scheduler -> jobs -> catalog) and CI are
-//! in place for the distributed-execution and scheduling work.
+//! A run is a child process of the cryptolake binary (`cryptolake run JOB ...`): a timeout or a
+//! cancel kills it, which is safe because every job commits atomically with its bookmark, and a
+//! crashed job cannot take the daemon down with it.
+
+pub mod api;
+pub mod config;
+pub mod cron;
+pub mod daemon;
+mod error;
+pub mod export;
+pub mod expr;
+pub mod history;
+pub mod runner;
+
+pub use config::{ScheduleSpec, SchedulerConfig};
+pub use error::{Error, Result};
+pub use expr::ScheduleExpression;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_jobs::JobSettings;
+use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
@@ -49,27 +50,6 @@ impl Default for JobsConfig {
     }
 }
 
-/// A scheduled job, written the way EventBridge writes schedules. Kept as data here: the
-/// scheduler (a later issue) parses and fires them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleConfig {
-    pub name: String,
-    /// A `cryptolake run` job: ingest-files, silver, gold, all, compact, remove-orphans, maintain.
-    pub job: String,
-    /// Extra `cryptolake run` arguments.
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// `rate(...)`, `cron(...)` (EventBridge's six fields) or `at(...)`.
-    pub expression: String,
-    #[serde(default = "utc")]
-    pub timezone: String,
-}
-
-fn utc() -> String {
-    "UTC".into()
-}
-
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -77,7 +57,10 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub landing: LandingConfig,
     pub jobs: JobsConfig,
-    pub schedule: Vec<ScheduleConfig>,
+    /// EventBridge-style schedules the scheduler daemon fires (`cryptolake scheduler`).
+    pub schedule: Vec<ScheduleSpec>,
+    /// The scheduler daemon and its submission API.
+    pub scheduler: SchedulerConfig,
 }
 
 impl Config {
@@ -105,6 +88,12 @@ impl Config {
 
     fn resolve(&mut self, base: &Path) {
         self.catalog.resolve_paths(base);
+        self.scheduler.resolve_paths(base);
+        if let Ok(token) = std::env::var("CRYPTOLAKE_API_TOKEN")
+            && !token.is_empty()
+        {
+            self.scheduler.token = Some(token);
+        }
         if self.landing.path.is_relative() {
             self.landing.path = base.join(&self.landing.path);
         }
@@ -123,13 +112,11 @@ impl Config {
     /// table maintenance Glue users schedule (Sunday 03:00 UTC).
     pub fn init_text() -> String {
         let defaults = Config {
-            schedule: vec![ScheduleConfig {
-                name: "weekly-maintenance".into(),
-                job: "maintain".into(),
-                args: Vec::new(),
-                expression: "cron(0 3 ? * SUN *)".into(),
-                timezone: utc(),
-            }],
+            schedule: vec![ScheduleSpec::new(
+                "weekly-maintenance",
+                "maintain",
+                "cron(0 3 ? * SUN *)",
+            )],
             ..Config::default()
         };
         format!(

@@ -3,8 +3,11 @@
 mod config;
 mod generate;
 mod init;
+mod job;
 mod output;
 mod run;
+mod schedule;
+mod scheduler;
 mod sql;
 mod table;
 
@@ -49,6 +52,13 @@ pub enum Command {
     /// Inspect tables: list, describe, history, files.
     #[command(subcommand)]
     Table(table::TableCommand),
+    /// EventBridge schedules: list, next fire times, validate, export.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCommand),
+    /// The scheduler daemon: fires schedules, keeps run history, serves the submission API.
+    Scheduler(scheduler::SchedulerArgs),
+    /// Submit, list, inspect and cancel runs through a running scheduler's API.
+    Job(job::JobArgs),
 }
 
 /// A failure, with the exit code it maps to.
@@ -102,5 +112,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
         Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,
         Command::Table(cmd) => table::run(cmd, &load_config(&cli)?, cli.output).await,
+        Command::Schedule(cmd) => schedule::run(cmd, &load_config(&cli)?, cli.output),
+        Command::Scheduler(args) => {
+            let file = config_file(&cli);
+            scheduler::run(args, &load_config(&cli)?, file.as_deref()).await
+        }
+        Command::Job(args) => job::run(args, &load_config(&cli)?, cli.output).await,
     }
+}
+
+/// The config file in use, as an absolute path, so child runs find it from anywhere.
+fn config_file(cli: &Cli) -> Option<PathBuf> {
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| Some(PathBuf::from(CONFIG_FILE)).filter(|p| p.exists()))?;
+    std::path::absolute(&file).ok()
 }

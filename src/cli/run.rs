@@ -227,6 +227,7 @@ async fn step<J: Job>(
     let summary = if dry_run {
         None
     } else {
+        cryptolake_jobs::fault::maybe_crash(J::NAME, "before-execute");
         Some(job.execute(plan).await?)
     };
     Ok((shown, summary))
@@ -296,4 +297,13 @@ fn print_summaries(summaries: &[RunSummary], format: Format) {
         "{commits} snapshot(s) committed in {:.2} s",
         ms as f64 / 1000.0
     );
+}
+
+/// Every job name `cryptolake run` accepts, as the CLI spells them.
+pub fn job_names() -> Vec<String> {
+    use clap::ValueEnum;
+    JobName::value_variants()
+        .iter()
+        .map(|j| job_name(*j).to_string())
+        .collect()
 }

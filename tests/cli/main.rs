@@ -7,3 +7,4 @@ mod crash;
 mod gold_values;
 mod pipeline;
 pub mod readers;
+mod scheduling;

@@ -1,0 +1,316 @@
+//! Schedules, the scheduler daemon and its API, through the real binary: fire times, no
+//! overlapping runs, skipped fires recorded, a SIGKILLed daemon restarted without a double fire,
+//! and the API's authentication, limits, submit, status and cancel against real jobs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Project, SOURCES, field};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+#[test]
+fn next_prints_eventbridge_fire_times_in_the_zone() {
+    let p = Project::new();
+    let next = |args: &[&str]| {
+        let mut a = vec!["schedule", "next"];
+        a.extend(args);
+        p.ok(&a).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    // Lisbon is on summer time (UTC+1) until 2026-10-25: the 3rd fire is in winter time.
+    assert_eq!(
+        next(&[
+            "--expression",
+            "cron(0 3 ? * SUN *)",
+            "--timezone",
+            "Europe/Lisbon",
+            "--after",
+            "2026-10-10T00:00:00Z",
+            "-n",
+            "3"
+        ]),
+        [
+            "2026-10-11T03:00:00+01:00",
+            "2026-10-18T03:00:00+01:00",
+            "2026-10-25T03:00:00Z"
+        ]
+    );
+    // The config's weekly maintenance.
+    assert_eq!(
+        next(&[
+            "weekly-maintenance",
+            "--after",
+            "2026-11-21T00:00:00Z",
+            "-n",
+            "2"
+        ]),
+        ["2026-11-22T03:00:00Z", "2026-11-29T03:00:00Z"]
+    );
+    assert!(next(&["--expression", "at(2020-01-01T00:00:00)"]).is_empty());
+    let bad = p.output(&["schedule", "next", "--expression", "cron(0 3 * * SUN *)"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must be ?"));
+    p.ok(&["schedule", "validate"]);
+}
+
+/// A `cryptolake scheduler` process, killed (SIGKILL) when dropped.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(p: &Project, port: u16, fault: &str) -> Self {
+        let child = p
+            .command(&[
+                "scheduler",
+                "--bind",
+                &format!("127.0.0.1:{port}"),
+                "--retry-backoff-secs",
+                "0",
+            ])
+            .env("CRYPTOLAKE_API_TOKEN", TOKEN)
+            .env("CRYPTOLAKE_FAULT", fault)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the scheduler did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    /// One HTTP/1.1 request; returns the status and the body.
+    fn http(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        // The server may answer (413, 401) before reading the whole body.
+        let _ = s.write_all(body);
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string();
+        (status, body)
+    }
+
+    fn json(&self, method: &str, path: &str) -> Value {
+        let (status, body) = self.http(method, path, Some(TOKEN), b"");
+        assert_eq!(status, 200, "{method} {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn time(run: &Value, key: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(
+        run[key].as_str().unwrap_or_else(|| panic!("{key}: {run}")),
+    )
+    .unwrap()
+    .into()
+}
+
+#[test]
+fn a_slow_job_never_overlaps_skipped_fires_are_recorded_and_a_restart_fires_nothing_twice() {
+    let p = Project::new();
+    let generated = p.generate(&["--minutes", "1", "--seed", "3", "--symbols", "3"]);
+    let mut config = std::fs::read_to_string(&p.config).unwrap();
+    config.push_str(
+        "\n[[schedule]]\nname = \"fast\"\njob = \"ingest-files\"\nexpression = \"rate(2 seconds)\"\n",
+    );
+    std::fs::write(&p.config, config).unwrap();
+    // Each run takes 3 s, longer than the 2 s period.
+    let slow = "ingest-files:before-execute:delay=3000";
+    let port = free_port();
+    let daemon = Daemon::start(&p, port, slow);
+    std::thread::sleep(Duration::from_secs(9));
+    drop(daemon); // SIGKILL: a run may be left going.
+    let restarted = chrono::Utc::now();
+    let daemon = Daemon::start(&p, port, slow);
+    std::thread::sleep(Duration::from_secs(5));
+    let runs = daemon.json("GET", "/v1/runs?job=ingest-files&limit=1000");
+    drop(daemon);
+    let mut runs: Vec<Value> = runs.as_array().unwrap().clone();
+    runs.sort_by_key(|r| r["id"].as_i64());
+    let fires: Vec<_> = runs.iter().map(|r| time(r, "scheduled_for")).collect();
+    assert!(
+        fires.windows(2).all(|w| w[0] < w[1]),
+        "no fire time twice: {fires:?}"
+    );
+    assert!(
+        fires
+            .iter()
+            .all(|t| t.timestamp_subsec_millis() == 0 && t.timestamp() % 2 == 0),
+        "rate(2 seconds) fires on even seconds: {fires:?}"
+    );
+    // History from before the kill is intact, and the restarted daemon fired again.
+    assert!(
+        fires.iter().filter(|t| **t < restarted).count() >= 3,
+        "{fires:?}"
+    );
+    assert!(fires.iter().any(|t| *t > restarted), "{fires:?}");
+    let state = |r: &Value| r["state"].as_str().unwrap().to_string();
+    let skipped: Vec<&Value> = runs.iter().filter(|r| state(r) == "SKIPPED").collect();
+    assert!(!skipped.is_empty(), "{runs:?}");
+    for s in &skipped {
+        assert!(
+            s["error"]
+                .as_str()
+                .unwrap()
+                .contains("ConcurrentRunsExceeded"),
+            "{s}"
+        );
+    }
+    let ran: Vec<&Value> = runs.iter().filter(|r| state(r) != "SKIPPED").collect();
+    let succeeded = ran.iter().filter(|r| state(r) == "SUCCEEDED").count();
+    assert!(succeeded >= 2, "{runs:?}");
+    // Every run before the last has ended, and each started after the previous one ended.
+    for pair in ran.windows(2) {
+        assert_ne!(state(pair[0]), "RUNNING", "{runs:?}");
+        assert!(
+            time(pair[0], "ended_at") <= time(pair[1], "started_at"),
+            "overlap: {pair:?}"
+        );
+    }
+    // The first run took every record, exactly once; later runs found nothing new.
+    let counts = p.table_counts();
+    for s in SOURCES {
+        assert_eq!(
+            counts[&format!("bronze.{s}")],
+            field(&generated, s, "records"),
+            "{s}"
+        );
+    }
+    let first = &ran[0]["summary"][0]["tables"];
+    assert_eq!(first.as_object().unwrap().len(), SOURCES.len(), "{first}");
+}
+
+#[test]
+fn the_api_authenticates_limits_submits_reports_and_cancels() {
+    let p = Project::new();
+    let generated = p.generate(&["--minutes", "1", "--seed", "4", "--symbols", "2"]);
+    let port = free_port();
+    // silver is slow (20 s) so that it can be cancelled; ingest-files is not.
+    let daemon = Daemon::start(&p, port, "silver:before-execute:delay=20000");
+    let submit = "/v1/jobs/ingest-files/runs";
+    assert_eq!(daemon.http("POST", submit, None, b"").0, 401);
+    assert_eq!(
+        daemon
+            .http("POST", submit, Some("wrong-token-0123456789"), b"")
+            .0,
+        401
+    );
+    assert_eq!(daemon.http("GET", "/v1/runs", None, b"").0, 401);
+    let big = vec![b' '; 70 * 1024];
+    assert_eq!(daemon.http("POST", submit, Some(TOKEN), &big).0, 413);
+    assert_eq!(
+        daemon
+            .http("POST", "/v1/jobs/nope/runs", Some(TOKEN), b"")
+            .0,
+        404
+    );
+    assert_eq!(daemon.http("GET", "/v1/runs/999", Some(TOKEN), b"").0, 404);
+
+    // The CLI over the API: submit and wait, status, logs.
+    let api = format!("http://127.0.0.1:{port}");
+    let job = |args: &[&str]| {
+        let mut a = vec!["job", "--api", &api];
+        a.extend(args);
+        p.command(&a)
+            .env("CRYPTOLAKE_API_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = job(&["submit", "ingest-files", "--wait", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &run[0];
+    assert_eq!(run["state"], "SUCCEEDED");
+    assert_eq!(run["trigger"], "api");
+    let rows_in = &run["summary"][0]["tables"]["bronze.coinbase_spot"]["rows_in"];
+    assert_eq!(
+        rows_in.as_u64(),
+        Some(field(&generated, "coinbase_spot", "records"))
+    );
+    let id = run["id"].as_i64().unwrap().to_string();
+    let status: Value =
+        serde_json::from_slice(&job(&["status", &id, "-o", "json"]).stdout).unwrap();
+    assert_eq!(status[0]["state"], "SUCCEEDED");
+    let logs = String::from_utf8(job(&["logs", &id]).stdout).unwrap();
+    assert!(
+        logs.contains("--- attempt 0: cryptolake run ingest-files"),
+        "{logs}"
+    );
+
+    // An EventBridge event starts silver; a second submission finds it running (409); cancel.
+    let event = br#"{"version":"0","id":"e1","detail-type":"Scheduled Event","source":"aws.scheduler","time":"2026-11-22T03:00:00Z","detail":{"args":[]}}"#;
+    let (code, body) = daemon.http("POST", "/v1/jobs/silver/runs", Some(TOKEN), event);
+    assert_eq!(code, 201, "{body}");
+    let silver: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(silver["trigger"], "eventbridge:aws.scheduler");
+    assert_eq!(
+        daemon
+            .http("POST", "/v1/jobs/silver/runs", Some(TOKEN), b"")
+            .0,
+        409
+    );
+    let silver_id = silver["id"].as_i64().unwrap().to_string();
+    let started = Instant::now();
+    assert!(job(&["cancel", &silver_id]).status.success());
+    loop {
+        let now = daemon.json("GET", &format!("/v1/runs/{silver_id}"));
+        if now["state"] == "STOPPED" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not stopped: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Cancelled before it wrote anything: silver is untouched.
+    assert!(!p.snapshots().contains_key("silver.quotes"));
+    assert_eq!(
+        job(&["cancel", &silver_id]).status.code(),
+        Some(1),
+        "not running any more"
+    );
+    let listed = daemon.json("GET", "/v1/runs");
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+}
