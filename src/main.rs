@@ -7,6 +7,20 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cryptolake::cli::Cli::parse();
+    // `cryptolake ... | head` closes stdout early: end quietly as other Unix tools do (128 +
+    // SIGPIPE) instead of printing a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if message.is_some_and(|m| m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
