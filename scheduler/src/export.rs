@@ -35,7 +35,8 @@ pub fn eventbridge(schedules: &[ScheduleSpec], target: Target) -> Result<Value> 
         };
         let target = target_of(s, target);
         let state = if s.enabled { "ENABLED" } else { "DISABLED" };
-        inputs.push(json!({
+        // CreateSchedule's input and the CloudFormation resource's properties are one shape.
+        let schedule = json!({
             "Name": s.name,
             "GroupName": "cryptolake",
             "ScheduleExpression": s.expression,
@@ -43,22 +44,12 @@ pub fn eventbridge(schedules: &[ScheduleSpec], target: Target) -> Result<Value> 
             "FlexibleTimeWindow": window,
             "State": state,
             "Target": target,
-        }));
+        });
         resources.insert(
             logical_id(&s.name),
-            json!({
-                "Type": "AWS::Scheduler::Schedule",
-                "Properties": {
-                    "Name": s.name,
-                    "GroupName": "cryptolake",
-                    "ScheduleExpression": s.expression,
-                    "ScheduleExpressionTimezone": s.timezone,
-                    "FlexibleTimeWindow": window,
-                    "State": state,
-                    "Target": target,
-                }
-            }),
+            json!({ "Type": "AWS::Scheduler::Schedule", "Properties": schedule }),
         );
+        inputs.push(schedule);
     }
     let parameters = match target {
         Target::Ecs => json!({

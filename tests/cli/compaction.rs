@@ -105,29 +105,12 @@ fn small_files_compact_to_the_expected_count_and_rows_stay_identical() {
 
 #[test]
 fn maintain_compacts_and_removes_the_orphans_of_a_killed_run() {
-    use std::os::unix::process::ExitStatusExt;
     let p = Project::new();
     for minute in 0..5 {
         p.minute(minute, "2", &[]);
     }
     // A killed silver run leaves files no snapshot reaches.
-    p.generate(&[
-        "--minutes",
-        "1",
-        "--seed",
-        "9",
-        "--symbols",
-        "2",
-        "--start",
-        "2026-01-01T00:05:00Z",
-    ]);
-    p.ok(&["run", "ingest-files"]);
-    let out = p
-        .command(&["run", "silver"])
-        .env("CRYPTOLAKE_FAULT", "silver:after-write")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.signal(), Some(9));
+    kill_silver_after_write(&p, "2026-01-01T00:05:00Z");
     let counts = p.table_counts();
     let runs = p.json(&[
         "run",
@@ -385,7 +368,6 @@ fn two_thousand_small_appends_compact_to_one_file_per_partition() {
 
 #[test]
 fn remove_orphans_keeps_every_file_an_old_snapshot_still_reaches() {
-    use std::os::unix::process::ExitStatusExt;
     let p = Project::new();
     for minute in 0..3 {
         p.minute(minute, "2", &[]);
@@ -406,23 +388,7 @@ fn remove_orphans_keeps_every_file_an_old_snapshot_still_reaches() {
     let reachable = parquet_files(&quotes_dir);
     assert_eq!(reachable, 3 * 2 + 2);
     // A killed run leaves two quote files (one per symbol) that nothing reaches.
-    p.generate(&[
-        "--minutes",
-        "1",
-        "--seed",
-        "9",
-        "--symbols",
-        "2",
-        "--start",
-        "2026-01-01T00:03:00Z",
-    ]);
-    p.ok(&["run", "ingest-files"]);
-    let out = p
-        .command(&["run", "silver"])
-        .env("CRYPTOLAKE_FAULT", "silver:after-write")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.signal(), Some(9));
+    kill_silver_after_write(&p, "2026-01-01T00:03:00Z");
     assert_eq!(parquet_files(&quotes_dir), reachable + 2);
 
     let runs = p.json(&[
@@ -440,4 +406,28 @@ fn remove_orphans_keeps_every_file_an_old_snapshot_still_reaches() {
         serde_json::from_str(&p.ok(&["sql", q, "--snapshot", &old, "-o", "json"])).unwrap();
     assert_eq!(rows, old_rows);
     assert_eq!(p.sql(q), old_rows);
+}
+
+/// Ingests one more minute (seed 9, 2 symbols) starting at `start`, then runs silver killed
+/// with SIGKILL after it wrote its files: they are orphans no snapshot reaches.
+fn kill_silver_after_write(p: &Project, start: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let args = [
+        "--minutes",
+        "1",
+        "--seed",
+        "9",
+        "--symbols",
+        "2",
+        "--start",
+        start,
+    ];
+    p.generate(&args);
+    p.ok(&["run", "ingest-files"]);
+    let out = p
+        .command(&["run", "silver"])
+        .env("CRYPTOLAKE_FAULT", "silver:after-write")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9));
 }
