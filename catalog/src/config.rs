@@ -27,6 +27,29 @@ pub struct CatalogConfig {
     pub path: PathBuf,
     /// The warehouse root: a local directory, `file:///...` or `s3://bucket/prefix`.
     pub warehouse: String,
+    /// AWS region for S3; the AWS default chain's (`AWS_REGION`) when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An endpoint serving S3 instead of AWS (a local emulator such as moto); path-style.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Static credentials; prefer the AWS default chain (environment, web identity, ECS,
+    /// instance metadata), which is used when these are absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<Secret>,
+}
+
+/// A value that is never printed (`Debug` shows `****`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("****")
+    }
 }
 
 impl Default for CatalogConfig {
@@ -36,6 +59,10 @@ impl Default for CatalogConfig {
             name: "cryptolake".into(),
             path: PathBuf::from("lake/catalog.db"),
             warehouse: "lake/warehouse".into(),
+            region: None,
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
         }
     }
 }
@@ -48,6 +75,11 @@ impl CatalogConfig {
         }
         if self.warehouse.trim().is_empty() {
             return Err(Error::invalid("catalog.warehouse must not be empty"));
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err(Error::invalid(
+                "catalog.access_key_id and catalog.secret_access_key go together",
+            ));
         }
         if self.kind == CatalogKind::Sqlite && self.path.as_os_str().is_empty() {
             return Err(Error::invalid("catalog.path must name the SQLite file"));

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use iceberg::TableIdent;
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
+
+use crate::storage::{S3Settings, S3Storage, S3StorageFactory};
 use iceberg::table::Table;
 
 use crate::backend::CatalogBackend;
@@ -17,6 +19,7 @@ use crate::{Error, Result};
 #[derive(Debug, Clone)]
 pub struct Lake {
     backend: Arc<dyn CatalogBackend>,
+    s3: Option<S3Storage>,
 }
 
 impl Lake {
@@ -24,21 +27,18 @@ impl Lake {
     pub async fn open(config: &CatalogConfig) -> Result<Self> {
         config.validate()?;
         let warehouse = config.warehouse_url()?;
+        let (file_io, s3) = warehouse_io(config, &warehouse)?;
         let backend: Arc<dyn CatalogBackend> = match config.kind {
-            CatalogKind::Sqlite => {
-                let file_io = FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build();
-                if let Some(dir) = warehouse.strip_prefix("file://") {
-                    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                        context: format!("creating warehouse {dir}"),
-                        source,
-                    })?;
-                }
-                Arc::new(
-                    SqliteCatalog::open(&config.name, &config.path, &warehouse, file_io).await?,
-                )
-            }
+            CatalogKind::Sqlite => Arc::new(
+                SqliteCatalog::open(&config.name, &config.path, &warehouse, file_io).await?,
+            ),
         };
-        Ok(Self { backend })
+        Ok(Self { backend, s3 })
+    }
+
+    /// The warehouse's storage, when it is S3 (for listing, which FileIO cannot do).
+    pub fn s3(&self) -> Option<&S3Storage> {
+        self.s3.as_ref()
     }
 
     pub fn backend(&self) -> &dyn CatalogBackend {
@@ -102,4 +102,37 @@ pub fn parse_ident(name: &str) -> Result<TableIdent> {
         .ok()
         .filter(|i| !i.namespace().is_empty() && !i.name().is_empty() && name.contains('.'))
         .ok_or_else(|| Error::Invalid(format!("`{name}` is not a table name (namespace.table)")))
+}
+
+/// The FileIO for a warehouse URL: S3 for `s3://` (with the config's region, endpoint and
+/// credentials over the AWS default chain), the local file system otherwise (created if
+/// missing).
+fn warehouse_io(config: &CatalogConfig, warehouse: &str) -> Result<(FileIO, Option<S3Storage>)> {
+    if warehouse.starts_with("s3://") || warehouse.starts_with("s3a://") {
+        let settings = S3Settings {
+            region: config.region.clone(),
+            endpoint: config.endpoint.clone(),
+            // Emulators answer path-style; AWS itself prefers virtual-hosted.
+            path_style: config.endpoint.is_some(),
+            credentials: config
+                .access_key_id
+                .clone()
+                .zip(config.secret_access_key.clone()),
+        };
+        let io = FileIOBuilder::new(Arc::new(S3StorageFactory {
+            settings: settings.clone(),
+        }))
+        .build();
+        return Ok((io, Some(S3Storage::new(settings))));
+    }
+    if let Some(dir) = warehouse.strip_prefix("file://") {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: format!("creating warehouse {dir}"),
+            source,
+        })?;
+    }
+    Ok((
+        FileIOBuilder::new(Arc::new(LocalFsStorageFactory)).build(),
+        None,
+    ))
 }

@@ -10,6 +10,7 @@ mod error;
 pub mod lake;
 pub mod layout;
 pub mod sqlite;
+pub mod storage;
 
 pub use backend::CatalogBackend;
 pub use commit::{CommitOutcome, MetadataCommit, Requirement, SnapshotCommit};

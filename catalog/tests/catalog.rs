@@ -1,5 +1,9 @@
 //! The shared catalog suite: every test runs against every catalog implementation through the
-//! same `Lake` interface (rstest cases; the SQLite catalog now, Glue when it lands).
+//! same `Lake` interface (rstest cases): the SQLite catalog with a local warehouse, and with an
+//! `s3://` warehouse on a moto S3 server started for the test (Glue when it lands).
+
+#[path = "catalog/moto.rs"]
+mod moto;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,27 +20,36 @@ use rstest::rstest;
 #[derive(Debug, Clone, Copy)]
 enum Catalog {
     Sqlite,
+    SqliteS3,
 }
 
 struct Harness {
     lake: Lake,
     config: CatalogConfig,
     _dir: tempfile::TempDir,
+    _moto: Option<moto::Moto>,
 }
 
 async fn harness(catalog: Catalog) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let config = match catalog {
-        Catalog::Sqlite => CatalogConfig {
-            path: dir.path().join("catalog.db"),
-            warehouse: dir.path().join("warehouse").to_string_lossy().into_owned(),
-            ..CatalogConfig::default()
-        },
+    let local = CatalogConfig {
+        path: dir.path().join("catalog.db"),
+        warehouse: dir.path().join("warehouse").to_string_lossy().into_owned(),
+        ..CatalogConfig::default()
+    };
+    let (config, moto) = match catalog {
+        Catalog::Sqlite => (local, None),
+        Catalog::SqliteS3 => {
+            let moto = moto::Moto::start();
+            moto.create_bucket("lake");
+            (moto.configure(local, "s3://lake/warehouse"), Some(moto))
+        }
     };
     Harness {
         lake: Lake::open(&config).await.unwrap(),
         config,
         _dir: dir,
+        _moto: moto,
     }
 }
 
@@ -102,6 +115,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_then_overwrite_keeps_exact_totals(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -148,6 +162,7 @@ async fn append_then_overwrite_keeps_exact_totals(#[case] catalog: Catalog) {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_file_that_is_gone_fails_and_changes_nothing(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -171,6 +186,7 @@ async fn removing_a_file_that_is_gone_fails_and_changes_nothing(#[case] catalog:
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookmarks_are_carried_forward_and_requirements_checked(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -230,6 +246,7 @@ fn interleave(lake: Lake, commit: SnapshotCommit) -> Requirement {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overwrite_racing_an_append_keeps_both(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -262,6 +279,7 @@ async fn an_overwrite_racing_an_append_keeps_both(#[case] catalog: Catalog) {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_racing_an_overwrite_keeps_both(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -286,6 +304,7 @@ async fn an_append_racing_an_overwrite_keeps_both(#[case] catalog: Catalog) {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_writers_lose_nothing(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -333,6 +352,7 @@ async fn many_concurrent_writers_lose_nothing(#[case] catalog: Catalog) {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_are_listed_and_created_once(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -372,6 +392,7 @@ async fn manifest_count(lake: &Lake, layout: &TableLayout) -> usize {
 
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_are_merged_and_emptied_ones_dropped(#[case] catalog: Catalog) {
     use cryptolake_catalog::commit::MERGE_MIN_COUNT;
@@ -403,4 +424,35 @@ async fn manifests_are_merged_and_emptied_ones_dropped(#[case] catalog: Catalog)
     let t = h.lake.load_table(&layout.ident()).await.unwrap();
     assert_eq!(summary(&t, "total-records"), Some((n + 1).to_string()));
     assert_eq!(summary(&t, "total-data-files").as_deref(), Some("2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_warehouse_holds_every_metadata_file_and_lists_them() {
+    let h = harness(Catalog::SqliteS3).await;
+    let layout = test_layout();
+    let t = h.lake.ensure_table(&layout).await.unwrap();
+    assert!(t.metadata().location().starts_with("s3://lake/warehouse/"));
+    for name in ["a", "b"] {
+        let c = SnapshotCommit::append(layout.ident()).add_files([file(&t, name, 10)]);
+        h.lake.commit(&c).await.unwrap();
+    }
+    let s3 = h.lake.s3().expect("an s3 warehouse");
+    let listed = s3.list(t.metadata().location()).await.unwrap();
+    let count = |suffix: &str| listed.iter().filter(|o| o.url.ends_with(suffix)).count();
+    // Three metadata versions (create + 2 commits), two manifest lists, two manifests.
+    assert_eq!(count(".metadata.json"), 3, "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|o| o.url.contains("/snap-")).count(),
+        2
+    );
+    assert_eq!(count(".avro"), 4);
+    assert!(listed.iter().all(|o| o.size > 0));
+    // Nothing went to the local disk.
+    assert!(!h._dir.path().join("warehouse").exists());
+    let current = h.lake.load_table(&layout.ident()).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|o| Some(o.url.as_str()) == current.metadata_location())
+    );
 }

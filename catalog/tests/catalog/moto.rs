@@ -1,0 +1,89 @@
+//! A moto server (S3, and Glue later) on a free loopback port, started from the project's venv
+//! and killed by process id when dropped.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cryptolake_catalog::config::{CatalogConfig, Secret};
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+fn venv() -> std::path::PathBuf {
+    std::env::var_os("CRYPTOLAKE_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            std::path::Path::new(&home).join(".cache/cryptolake/venv")
+        })
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let bin = venv().join("bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} missing: run scripts/setup.sh",
+            bin.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    pub fn create_bucket(&self, name: &str) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let request = format!(
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// `config` with its warehouse on this server.
+    pub fn configure(&self, config: CatalogConfig, warehouse: &str) -> CatalogConfig {
+        CatalogConfig {
+            warehouse: warehouse.into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some(self.endpoint()),
+            access_key_id: Some("testing".into()),
+            secret_access_key: Some(Secret("testing".into())),
+            ..config
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
