@@ -9,7 +9,6 @@
 //! file is ever taken twice. Metadata JSON files are never deleted here.
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use cryptolake_catalog::MetadataCommit;
@@ -201,12 +200,12 @@ impl ExpireSnapshots {
         let after = self.ctx.lake.load_table(&ident).await?;
         let keep = reachable(&after).await?;
         let mut run = TableRun::default();
+        let io = after.file_io();
         for path in reachable(&before).await?.difference(&keep) {
-            if path.to_string_lossy().ends_with(".metadata.json") || !Path::new(path).exists() {
+            if path.ends_with(".metadata.json") || !io.exists(path).await? {
                 continue;
             }
-            std::fs::remove_file(path)
-                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            io.delete(path).await?;
             run.files_removed += 1;
         }
         tracing::info!(table = %ident, expired = plan.expire.len(), files_removed = run.files_removed, "snapshots expired");

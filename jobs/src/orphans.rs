@@ -66,12 +66,12 @@ pub struct RemoveOrphans {
     options: RemoveOrphansOptions,
 }
 
-/// Every file the table's metadata reaches, as local paths.
-pub(crate) async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
+/// Every file the table's metadata reaches, as [`canonical`] locations.
+pub(crate) async fn reachable(table: &Table) -> Result<HashSet<String>> {
     let metadata = table.metadata();
-    let mut out: HashSet<PathBuf> = HashSet::new();
+    let mut out: HashSet<String> = HashSet::new();
     let mut add = |location: &str| {
-        out.insert(local_path(location));
+        out.insert(canonical(location));
     };
     if let Some(current) = table.metadata_location() {
         add(current);
@@ -99,9 +99,45 @@ pub(crate) async fn reachable(table: &Table) -> Result<HashSet<PathBuf>> {
     Ok(out)
 }
 
-/// `file:///a/b` and `/a/b` as a path.
-pub(crate) fn local_path(location: &str) -> PathBuf {
-    PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
+/// One spelling per file: `file:///a/b` and `/a/b` are `/a/b`; `s3a://` is `s3://`.
+pub(crate) fn canonical(location: &str) -> String {
+    if let Some(path) = location.strip_prefix("file://") {
+        return path.to_string();
+    }
+    match location.strip_prefix("s3a://") {
+        Some(rest) => format!("s3://{rest}"),
+        None => location.to_string(),
+    }
+}
+
+/// Every file under a table location: (canonical location, last modified, bytes).
+async fn list_files(
+    lake: &cryptolake_catalog::Lake,
+    location: &str,
+) -> Result<Vec<(String, SystemTime, u64)>> {
+    let location = canonical(location);
+    if location.starts_with("s3://") {
+        let s3 = lake.s3().ok_or_else(|| {
+            Error::Invalid(format!("{location} is on S3 but the warehouse is not"))
+        })?;
+        return Ok(s3
+            .list(&location)
+            .await?
+            .into_iter()
+            .map(|o| (o.url, SystemTime::from(o.last_modified), o.size))
+            .collect());
+    }
+    if location.contains("://") {
+        return Err(Error::Invalid(format!(
+            "{location}: orphan removal lists local and S3 warehouses"
+        )));
+    }
+    let mut files = Vec::new();
+    walk(Path::new(&location), &mut files)?;
+    Ok(files
+        .into_iter()
+        .map(|(p, m, b)| (p.to_string_lossy().into_owned(), m, b))
+        .collect())
 }
 
 fn walk(dir: &Path, out: &mut Vec<(PathBuf, SystemTime, u64)>) -> Result<()> {
@@ -130,15 +166,8 @@ impl RemoveOrphans {
 
     async fn plan_table(&self, ident: &TableIdent) -> Result<OrphanTablePlan> {
         let table = self.ctx.lake.load_table(ident).await?;
-        let location = table.metadata().location();
-        if location.contains("://") && !location.starts_with("file://") {
-            return Err(Error::Invalid(format!(
-                "{ident} lives at {location}: orphan removal lists local warehouses only for now"
-            )));
-        }
         let reached = reachable(&table).await?;
-        let mut files = Vec::new();
-        walk(&local_path(location), &mut files)?;
+        let files = list_files(&self.ctx.lake, table.metadata().location()).await?;
         let cutoff = SystemTime::now()
             .checked_sub(self.options.older_than)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -151,7 +180,7 @@ impl RemoveOrphans {
         };
         for (path, modified, bytes) in files.into_iter().filter(|(p, _, _)| !reached.contains(p)) {
             if modified <= cutoff {
-                plan.orphans.push(path.to_string_lossy().into_owned());
+                plan.orphans.push(path);
                 plan.orphan_bytes += bytes;
             } else {
                 plan.too_young += 1;
@@ -179,15 +208,11 @@ impl RemoveOrphans {
         for table in plan.tables.into_iter().filter(|t| !t.orphans.is_empty()) {
             // Check again right before deleting: a commit since the plan may reach a file now.
             let ident = cryptolake_catalog::lake::parse_ident(&table.table)?;
-            let reached = reachable(&self.ctx.lake.load_table(&ident).await?).await?;
+            let current = self.ctx.lake.load_table(&ident).await?;
+            let reached = reachable(&current).await?;
             let mut run = TableRun::default();
-            for orphan in table
-                .orphans
-                .iter()
-                .filter(|o| !reached.contains(Path::new(o)))
-            {
-                std::fs::remove_file(orphan)
-                    .map_err(|e| Error::io(format!("removing {orphan}"), e))?;
+            for orphan in table.orphans.iter().filter(|o| !reached.contains(*o)) {
+                current.file_io().delete(orphan).await?;
                 run.files_removed += 1;
             }
             tracing::info!(table = %table.table, removed = run.files_removed, "orphan files removed");
@@ -243,6 +268,9 @@ mod tests {
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("").is_err());
-        assert_eq!(local_path("file:///a/b"), PathBuf::from("/a/b"));
+        assert_eq!(canonical("file:///a/b"), "/a/b");
+        assert_eq!(canonical("/a/b"), "/a/b");
+        assert_eq!(canonical("s3a://bucket/k"), "s3://bucket/k");
+        assert_eq!(canonical("s3://bucket/k"), "s3://bucket/k");
     }
 }

@@ -1,6 +1,9 @@
 //! Jobs against a real catalog and warehouse: a concurrent commit landing between `plan()` and
 //! `execute()` never makes a job take its input twice.
 
+#[path = "../../catalog/tests/catalog/moto.rs"]
+mod moto;
+
 use cryptolake_catalog::config::CatalogConfig;
 use cryptolake_catalog::{Error as CatalogError, Lake};
 use cryptolake_jobs::compact::{Compact, CompactOptions};
@@ -479,4 +482,115 @@ async fn rewrite_manifests_merges_them_and_keeps_an_append_that_lands_meanwhile(
         (1, 12)
     );
     assert_eq!(count(&e.ctx.lake, "silver.quotes").await, rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_and_maintenance_run_on_an_s3_warehouse() {
+    use std::time::Duration;
+
+    use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
+    use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions};
+
+    let local = env(1).await;
+    let s3 = moto::Moto::start();
+    s3.create_bucket("lake");
+    let dir = tempfile::tempdir().unwrap();
+    let config = s3.configure(
+        CatalogConfig {
+            path: dir.path().join("catalog.db"),
+            ..CatalogConfig::default()
+        },
+        "s3://lake/warehouse",
+    );
+    let lake = Lake::open(&config).await.unwrap();
+    let ctx = JobContext::new(
+        lake.clone(),
+        local.ctx.landing.clone(),
+        JobSettings::default(),
+    )
+    .unwrap();
+    run_all(&ctx).await;
+    generate(&ctx.landing, &later(1, 7)).unwrap();
+    run_all(&ctx).await;
+    // The same rows as the same landing files give on a local warehouse.
+    run_all(&local.ctx).await;
+    generate(&local.ctx.landing, &later(1, 7)).unwrap();
+    run_all(&local.ctx).await;
+    for table in ["bronze.coinbase_spot", "silver.quotes", "silver.trades"] {
+        assert_eq!(
+            count(&lake, table).await,
+            count(&local.ctx.lake, table).await,
+            "{table}"
+        );
+    }
+    let quotes = count(&lake, "silver.quotes").await;
+    assert!(quotes > 0);
+
+    let compact = Compact::new(ctx.clone(), small_target());
+    compact
+        .execute(compact.plan().await.unwrap())
+        .await
+        .unwrap();
+    // A file no snapshot reaches, as a killed job leaves.
+    let table = lake
+        .load_table(&cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap())
+        .await
+        .unwrap();
+    let orphan = format!("{}/data/orphan.parquet", table.metadata().location());
+    lake.file_io()
+        .new_output(&orphan)
+        .unwrap()
+        .write(bytes::Bytes::from_static(b"not reached"))
+        .await
+        .unwrap();
+    let quotes_only = vec![cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap()];
+    let orphans = RemoveOrphans::new(
+        ctx.clone(),
+        RemoveOrphansOptions {
+            older_than: Duration::ZERO,
+            tables: quotes_only.clone(),
+        },
+    );
+    let plan = orphans.plan().await.unwrap();
+    assert_eq!(plan.tables[0].orphans, std::slice::from_ref(&orphan));
+    orphans.execute(plan).await.unwrap();
+    assert!(!lake.file_io().exists(&orphan).await.unwrap());
+
+    let objects = || async {
+        let listed = lake
+            .s3()
+            .unwrap()
+            .list(table.metadata().location())
+            .await
+            .unwrap();
+        listed
+            .into_iter()
+            .map(|o| o.url)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = objects().await;
+    // Two appends of one file per symbol, then one compacted file per symbol.
+    assert_eq!(
+        before.iter().filter(|o| o.ends_with(".parquet")).count(),
+        4 + 4 + 4
+    );
+    // Expiry removes the first append's snapshot (gold's bookmark keeps the second, which
+    // still reaches every small file): its manifest list and manifests go, from S3.
+    let expire = ExpireSnapshots::new(
+        ctx.clone(),
+        ExpireOptions {
+            older_than: Duration::ZERO,
+            retain_last: 1,
+            tables: quotes_only,
+        },
+    );
+    let summary = expire.execute(expire.plan().await.unwrap()).await.unwrap();
+    assert_eq!(
+        summary.tables["silver.quotes"].files_removed, 4,
+        "{summary:?}"
+    );
+    let gone: Vec<String> = before.difference(&objects().await).cloned().collect();
+    assert_eq!(gone.len(), 4, "{gone:?}");
+    assert!(gone.iter().all(|o| o.ends_with(".avro")), "{gone:?}");
+    assert_eq!(count(&lake, "silver.quotes").await, quotes);
 }
