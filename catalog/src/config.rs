@@ -13,6 +13,8 @@ pub enum CatalogKind {
     /// The embedded default: a SQLite file with iceberg's SQL catalog schema.
     #[default]
     Sqlite,
+    /// The AWS Glue Data Catalog (one database per namespace), read by Athena.
+    Glue,
 }
 
 /// Where the tables live.

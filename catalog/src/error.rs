@@ -17,6 +17,9 @@ pub enum Error {
     /// the caller must plan again.
     #[error("commit requirement failed on {table}: {reason}")]
     RequirementFailed { table: String, reason: String },
+    /// The Glue Data Catalog refused or could not be reached.
+    #[error("glue: {0}")]
+    Glue(String),
     /// The table does not exist.
     #[error("no such table: {0}")]
     NoSuchTable(String),

@@ -11,6 +11,7 @@ use iceberg::table::Table;
 use crate::backend::CatalogBackend;
 use crate::commit::{CommitOutcome, MetadataCommit, SnapshotCommit};
 use crate::config::{CatalogConfig, CatalogKind};
+use crate::glue::GlueCatalog;
 use crate::layout::TableLayout;
 use crate::sqlite::SqliteCatalog;
 use crate::{Error, Result};
@@ -32,6 +33,7 @@ impl Lake {
             CatalogKind::Sqlite => Arc::new(
                 SqliteCatalog::open(&config.name, &config.path, &warehouse, file_io).await?,
             ),
+            CatalogKind::Glue => Arc::new(GlueCatalog::open(config, &warehouse, file_io).await?),
         };
         Ok(Self { backend, s3 })
     }

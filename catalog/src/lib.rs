@@ -7,6 +7,7 @@ pub mod backend;
 pub mod commit;
 pub mod config;
 mod error;
+pub mod glue;
 pub mod lake;
 pub mod layout;
 pub mod sqlite;

@@ -1,6 +1,6 @@
 //! The shared catalog suite: every test runs against every catalog implementation through the
 //! same `Lake` interface (rstest cases): the SQLite catalog with a local warehouse, and with an
-//! `s3://` warehouse on a moto S3 server started for the test (Glue when it lands).
+//! `s3://` warehouse on a moto S3 server started for the test, and the Glue catalog on moto.
 
 #[path = "catalog/moto.rs"]
 mod moto;
@@ -21,6 +21,7 @@ use rstest::rstest;
 enum Catalog {
     Sqlite,
     SqliteS3,
+    Glue,
 }
 
 struct Harness {
@@ -43,6 +44,15 @@ async fn harness(catalog: Catalog) -> Harness {
             let moto = moto::Moto::start();
             moto.create_bucket("lake");
             (moto.configure(local, "s3://lake/warehouse"), Some(moto))
+        }
+        Catalog::Glue => {
+            let moto = moto::Moto::start();
+            moto.create_bucket("lake");
+            let glue = CatalogConfig {
+                kind: cryptolake_catalog::config::CatalogKind::Glue,
+                ..local
+            };
+            (moto.configure(glue, "s3://lake/warehouse"), Some(moto))
         }
     };
     Harness {
@@ -116,6 +126,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_then_overwrite_keeps_exact_totals(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -163,6 +174,7 @@ async fn append_then_overwrite_keeps_exact_totals(#[case] catalog: Catalog) {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_file_that_is_gone_fails_and_changes_nothing(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -187,6 +199,7 @@ async fn removing_a_file_that_is_gone_fails_and_changes_nothing(#[case] catalog:
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookmarks_are_carried_forward_and_requirements_checked(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -247,6 +260,7 @@ fn interleave(lake: Lake, commit: SnapshotCommit) -> Requirement {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overwrite_racing_an_append_keeps_both(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -280,6 +294,7 @@ async fn an_overwrite_racing_an_append_keeps_both(#[case] catalog: Catalog) {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_racing_an_overwrite_keeps_both(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -305,6 +320,7 @@ async fn an_append_racing_an_overwrite_keeps_both(#[case] catalog: Catalog) {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_writers_lose_nothing(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -353,6 +369,7 @@ async fn many_concurrent_writers_lose_nothing(#[case] catalog: Catalog) {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_are_listed_and_created_once(#[case] catalog: Catalog) {
     let h = harness(catalog).await;
@@ -393,6 +410,7 @@ async fn manifest_count(lake: &Lake, layout: &TableLayout) -> usize {
 #[rstest]
 #[case::sqlite(Catalog::Sqlite)]
 #[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_are_merged_and_emptied_ones_dropped(#[case] catalog: Catalog) {
     use cryptolake_catalog::commit::MERGE_MIN_COUNT;

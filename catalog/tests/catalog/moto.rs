@@ -1,5 +1,5 @@
-//! A moto server (S3, and Glue later) on a free loopback port, started from the project's venv
-//! and killed by process id when dropped.
+//! A moto server (S3 and Glue, with Glue's VersionId check) on a free loopback port, started
+//! from the project's venv with `scripts/moto_server.py` and killed by process id when dropped.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,18 +24,22 @@ fn venv() -> std::path::PathBuf {
 
 impl Moto {
     pub fn start() -> Self {
-        let bin = venv().join("bin/moto_server");
+        let python = venv().join("bin/python");
         assert!(
-            bin.exists(),
+            python.exists(),
             "{} missing: run scripts/setup.sh",
-            bin.display()
+            python.display()
         );
+        // Our launcher: moto with Glue's VersionId check (stock moto ignores it).
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_server.py");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(bin)
+        let child = Command::new(python)
+            .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

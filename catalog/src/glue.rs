@@ -1,0 +1,364 @@
+//! The AWS Glue Data Catalog as an Iceberg catalog, through `aws-sdk-glue`: one Glue database
+//! per namespace, tables registered the way Athena reads them (`table_type=ICEBERG`,
+//! `metadata_location`, `previous_metadata_location`, StorageDescriptor columns with Athena
+//! types and the location), and commits that swap `metadata_location` with `UpdateTable`,
+//! `VersionId` (optimistic locking) and `SkipArchive`.
+//!
+//! `iceberg-catalog-glue` is not used: its commit goes through iceberg's `Transaction`, which
+//! cannot carry cryptolake's overwrite and replace snapshots.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use aws_sdk_glue::Client;
+use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
+use iceberg::io::FileIO;
+use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, Type};
+use iceberg::table::Table;
+use iceberg::{MetadataLocation, NamespaceIdent, TableCreation, TableIdent};
+
+use crate::backend::CatalogBackend;
+use crate::config::CatalogConfig;
+use crate::sqlite::build_table;
+use crate::{Error, Result};
+
+const METADATA_LOCATION: &str = "metadata_location";
+const PREVIOUS_METADATA_LOCATION: &str = "previous_metadata_location";
+
+/// Glue as the catalog.
+#[derive(Debug)]
+pub struct GlueCatalog {
+    client: Client,
+    warehouse: String,
+    file_io: FileIO,
+}
+
+fn glue_error(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Glue(format!("{what}: {e}"))
+}
+
+impl GlueCatalog {
+    /// Connects with the AWS default credential chain, the config's region, endpoint and
+    /// static credentials over it.
+    pub async fn open(config: &CatalogConfig, warehouse: &str, file_io: FileIO) -> Result<Self> {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &config.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &config.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let (Some(key), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
+            loader = loader.credentials_provider(aws_sdk_glue::config::Credentials::new(
+                key,
+                &secret.0,
+                None,
+                None,
+                "cryptolake-config",
+            ));
+        }
+        let client = Client::new(&loader.load().await);
+        Ok(Self {
+            client,
+            warehouse: warehouse.to_string(),
+            file_io,
+        })
+    }
+
+    fn database(ident: &TableIdent) -> String {
+        ident.namespace().join(".")
+    }
+
+    /// The table's Glue record: its parameters and version, `None` when it does not exist.
+    async fn get(&self, ident: &TableIdent) -> Result<Option<aws_sdk_glue::types::Table>> {
+        let got = self
+            .client
+            .get_table()
+            .database_name(Self::database(ident))
+            .name(ident.name())
+            .send()
+            .await;
+        match got {
+            Ok(out) => Ok(out.table),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_entity_not_found_exception() {
+                    Ok(None)
+                } else {
+                    Err(glue_error("GetTable", service))
+                }
+            }
+        }
+    }
+
+    fn metadata_location_of(
+        ident: &TableIdent,
+        table: &aws_sdk_glue::types::Table,
+    ) -> Result<String> {
+        table
+            .parameters()
+            .and_then(|p| p.get(METADATA_LOCATION))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{ident} in Glue has no metadata_location: not an Iceberg table"
+                ))
+            })
+    }
+
+    /// The TableInput Athena needs: parameters, columns with Athena types, location.
+    fn table_input(
+        ident: &TableIdent,
+        metadata: &TableMetadata,
+        metadata_location: &str,
+        previous: Option<&str>,
+    ) -> Result<TableInput> {
+        let mut parameters = HashMap::from([
+            ("table_type".to_string(), "ICEBERG".to_string()),
+            (METADATA_LOCATION.to_string(), metadata_location.to_string()),
+        ]);
+        if let Some(p) = previous {
+            parameters.insert(PREVIOUS_METADATA_LOCATION.to_string(), p.to_string());
+        }
+        let columns = metadata
+            .current_schema()
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| {
+                Column::builder()
+                    .name(f.name.to_lowercase())
+                    .r#type(athena_type(&f.field_type))
+                    .set_comment(f.doc.clone())
+                    .build()
+                    .map_err(|e| glue_error("column", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let descriptor = StorageDescriptor::builder()
+            .location(metadata.location())
+            .set_columns(Some(columns))
+            .build();
+        TableInput::builder()
+            .name(ident.name())
+            .table_type("EXTERNAL_TABLE")
+            .set_parameters(Some(parameters))
+            .storage_descriptor(descriptor)
+            .build()
+            .map_err(|e| glue_error("table input", e))
+    }
+}
+
+/// The Hive/Athena type name of an Iceberg type.
+pub fn athena_type(ty: &Type) -> String {
+    match ty {
+        Type::Primitive(p) => match p {
+            PrimitiveType::Boolean => "boolean".into(),
+            PrimitiveType::Int => "int".into(),
+            PrimitiveType::Long => "bigint".into(),
+            PrimitiveType::Float => "float".into(),
+            PrimitiveType::Double => "double".into(),
+            PrimitiveType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            PrimitiveType::Date => "date".into(),
+            PrimitiveType::Timestamp | PrimitiveType::TimestampNs => "timestamp".into(),
+            // Athena cannot read these; `table check` reports them.
+            PrimitiveType::Timestamptz | PrimitiveType::TimestamptzNs => "timestamp".into(),
+            PrimitiveType::String | PrimitiveType::Uuid => "string".into(),
+            PrimitiveType::Time => "string".into(),
+            PrimitiveType::Fixed(_) | PrimitiveType::Binary => "binary".into(),
+        },
+        Type::Struct(_) | Type::List(_) | Type::Map(_) => "string".into(),
+    }
+}
+
+#[async_trait]
+impl CatalogBackend for GlueCatalog {
+    fn name(&self) -> &str {
+        "glue"
+    }
+
+    fn file_io(&self) -> &FileIO {
+        &self.file_io
+    }
+
+    fn warehouse(&self) -> &str {
+        &self.warehouse
+    }
+
+    async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let input = DatabaseInput::builder()
+            .name(namespace)
+            .build()
+            .map_err(|e| glue_error("database input", e))?;
+        match self
+            .client
+            .create_database()
+            .database_input(input)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_already_exists_exception() {
+                    Ok(())
+                } else {
+                    Err(glue_error("CreateDatabase", service))
+                }
+            }
+        }
+    }
+
+    async fn list_tables(&self, namespace: &str) -> Result<Vec<TableIdent>> {
+        let ns = NamespaceIdent::from_strs(namespace.split('.'))?;
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = match self
+                .client
+                .get_tables()
+                .database_name(namespace)
+                .set_next_token(token)
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    let service = e.into_service_error();
+                    if service.is_entity_not_found_exception() {
+                        return Ok(Vec::new());
+                    }
+                    return Err(glue_error("GetTables", service));
+                }
+            };
+            for t in page.table_list() {
+                let iceberg = t
+                    .parameters()
+                    .and_then(|p| p.get("table_type"))
+                    .is_some_and(|v| v.eq_ignore_ascii_case("ICEBERG"));
+                if iceberg {
+                    out.push(TableIdent::new(ns.clone(), t.name().to_string()));
+                }
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        Ok(out)
+    }
+
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .get_databases()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| glue_error("GetDatabases", e.into_service_error()))?;
+            out.extend(page.database_list().iter().map(|d| d.name().to_string()));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        Ok(self.get(ident).await?.is_some())
+    }
+
+    async fn create_table(&self, ident: &TableIdent, mut creation: TableCreation) -> Result<Table> {
+        let database = Self::database(ident);
+        self.ensure_namespace(&database).await?;
+        let location = creation
+            .location
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}/{}", self.warehouse, database, ident.name()));
+        creation.location = Some(location.clone());
+        let metadata = TableMetadataBuilder::from_table_creation(creation)?
+            .build()?
+            .metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+        metadata.write_to(&self.file_io, &metadata_location).await?;
+        let metadata_location = metadata_location.to_string();
+        let input = Self::table_input(ident, &metadata, &metadata_location, None)?;
+        match self
+            .client
+            .create_table()
+            .database_name(&database)
+            .table_input(input)
+            .send()
+            .await
+        {
+            Ok(_) => build_table(ident, metadata, metadata_location, &self.file_io),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_already_exists_exception() {
+                    Err(Error::CommitConflict {
+                        table: ident.to_string(),
+                    })
+                } else {
+                    Err(glue_error("CreateTable", service))
+                }
+            }
+        }
+    }
+
+    async fn load_table(&self, ident: &TableIdent) -> Result<Table> {
+        let table = self
+            .get(ident)
+            .await?
+            .ok_or_else(|| Error::NoSuchTable(ident.to_string()))?;
+        let location = Self::metadata_location_of(ident, &table)?;
+        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        build_table(ident, metadata, location, &self.file_io)
+    }
+
+    async fn swap_metadata(
+        &self,
+        ident: &TableIdent,
+        expected: &str,
+        new_location: &str,
+    ) -> Result<()> {
+        MetadataLocation::from_str(new_location)?;
+        let conflict = || Error::CommitConflict {
+            table: ident.to_string(),
+        };
+        let current = self
+            .get(ident)
+            .await?
+            .ok_or_else(|| Error::NoSuchTable(ident.to_string()))?;
+        if Self::metadata_location_of(ident, &current)? != expected {
+            return Err(conflict());
+        }
+        let metadata = TableMetadata::read_from(&self.file_io, new_location).await?;
+        let input = Self::table_input(ident, &metadata, new_location, Some(expected))?;
+        let updated = self
+            .client
+            .update_table()
+            .database_name(Self::database(ident))
+            .table_input(input)
+            .set_version_id(current.version_id().map(str::to_string))
+            .skip_archive(true)
+            .send()
+            .await;
+        match updated {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let service = e.into_service_error();
+                if service.is_concurrent_modification_exception() {
+                    Err(conflict())
+                } else {
+                    Err(glue_error("UpdateTable", service))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+"""moto's server (S3 and Glue on one port) with Glue's optimistic locking: UpdateTable with a
+VersionId that is not the table's current version fails with ConcurrentModificationException,
+as real Glue does. Stock moto ignores VersionId, so a lost update would go unnoticed.
+
+Usage (the tests start it): python scripts/moto_server.py -H 127.0.0.1 -p PORT
+"""
+
+import sys
+import threading
+
+from moto.glue import responses
+from moto.glue.exceptions import GlueClientError
+from moto.server import main
+
+
+class ConcurrentModificationException(GlueClientError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ConcurrentModificationException", message)
+
+
+_update_table = responses.GlueResponse.update_table
+# The server is threaded: check and update under one lock, as Glue's check is atomic.
+_lock = threading.Lock()
+
+
+def update_table(self):
+    version = self.parameters.get("VersionId")
+    with _lock:
+        if version is not None:
+            database = self.parameters.get("DatabaseName")
+            name = (self.parameters.get("TableInput") or {}).get("Name")
+            table = self.glue_backend.get_table(database, name)
+            current = str(table._current_version)
+            if str(version) != current:
+                raise ConcurrentModificationException(
+                    f"Update table failed due to concurrent modifications: "
+                    f"version {version} is not the current version {current}"
+                )
+        return _update_table(self)
+
+
+responses.GlueResponse.update_table = update_table
+
+if __name__ == "__main__":
+    sys.exit(main())
