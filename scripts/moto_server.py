@@ -3,8 +3,13 @@ VersionId that is not the table's current version fails with ConcurrentModificat
 as real Glue does. Stock moto ignores VersionId, so a lost update would go unnoticed.
 
 Usage (the tests start it): python scripts/moto_server.py -H 127.0.0.1 -p PORT
+
+With CRYPTOLAKE_MOTO_INTERLOPE=database.table, the first UpdateTable of that table finds that
+another writer updated it between the caller's GetTable and its UpdateTable (the table's version
+moves on, its content stays): the race Glue's VersionId exists for, made deterministic.
 """
 
+import os
 import sys
 import threading
 
@@ -23,6 +28,9 @@ _update_table = responses.GlueResponse.update_table
 _lock = threading.Lock()
 
 
+_interlope = [os.environ.get("CRYPTOLAKE_MOTO_INTERLOPE")]
+
+
 def update_table(self):
     version = self.parameters.get("VersionId")
     with _lock:
@@ -30,6 +38,9 @@ def update_table(self):
             database = self.parameters.get("DatabaseName")
             name = (self.parameters.get("TableInput") or {}).get("Name")
             table = self.glue_backend.get_table(database, name)
+            if _interlope[0] == f"{database}.{name}":
+                _interlope[0] = None
+                table.update(table.get_version(str(table._current_version)))
             current = str(table._current_version)
             if str(version) != current:
                 raise ConcurrentModificationException(

@@ -21,9 +21,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # Pinned independent readers (stand-ins for Athena): PyIceberg (the s3fs extra is left out: it
-# breaks boto3) and DuckDB with its Iceberg and Avro extensions from PyPI (loaded by path, offline);
+# breaks boto3; the glue extra is its Glue catalog) and DuckDB with its Iceberg, Avro and httpfs
+# extensions from PyPI (loaded by path, offline);
 # and moto's server, the local S3 (and Glue) the tests start.
-REQS="pyiceberg[sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 moto[server]==5.2.5"
+REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"

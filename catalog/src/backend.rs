@@ -1,4 +1,4 @@
-//! The interface every catalog implements (SQLite now, Glue later).
+//! The interface every catalog implements (the embedded SQLite catalog and Glue).
 //!
 //! A backend only stores *where* a table's current metadata lives and swaps that pointer
 //! atomically. Everything else (manifests, snapshots, summaries) is built by
@@ -10,6 +10,7 @@ use iceberg::table::Table;
 use iceberg::{TableCreation, TableIdent};
 
 use crate::Result;
+use crate::check::Finding;
 
 /// A catalog of Iceberg tables with compare-and-swap commits.
 #[async_trait]
@@ -49,4 +50,10 @@ pub trait CatalogBackend: Send + Sync + std::fmt::Debug {
         expected: &str,
         new_location: &str,
     ) -> Result<()>;
+
+    /// What in the catalog's record of the table would mislead a reader (for `table check`);
+    /// nothing for catalogs that keep only the metadata pointer.
+    async fn registration_problems(&self, _table: &Table) -> Result<Vec<Finding>> {
+        Ok(Vec::new())
+    }
 }

@@ -41,6 +41,73 @@ pub struct CatalogConfig {
     pub access_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<Secret>,
+    /// The Glue database that holds each layer's tables.
+    pub databases: Databases,
+}
+
+/// Glue database names per layer (`[catalog.databases]`); cryptolake names tables
+/// `layer.table` whatever the database is called, Athena sees `database.table`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Databases {
+    pub bronze: String,
+    pub silver: String,
+    pub gold: String,
+}
+
+impl Default for Databases {
+    fn default() -> Self {
+        Self {
+            bronze: "bronze".into(),
+            silver: "silver".into(),
+            gold: "gold".into(),
+        }
+    }
+}
+
+impl Databases {
+    /// The database of a layer; other namespaces keep their own name.
+    pub fn database<'a>(&'a self, namespace: &'a str) -> &'a str {
+        match namespace {
+            "bronze" => &self.bronze,
+            "silver" => &self.silver,
+            "gold" => &self.gold,
+            other => other,
+        }
+    }
+
+    /// The layers and their databases.
+    pub fn layers(&self) -> [(&str, &str); 3] {
+        [
+            ("bronze", &self.bronze),
+            ("silver", &self.silver),
+            ("gold", &self.gold),
+        ]
+    }
+
+    /// Glue database names: lower-case letters, digits and underscores, at most 255.
+    fn validate(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for (layer, db) in self.layers() {
+            let valid = !db.is_empty()
+                && db.len() <= 255
+                && db
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid {
+                return Err(Error::invalid(format!(
+                    "catalog.databases.{layer} = {db:?}: Glue and Athena need lower-case \
+                     letters, digits and underscores"
+                )));
+            }
+            if !seen.insert(db) {
+                return Err(Error::invalid(format!(
+                    "catalog.databases: {db:?} is named for two layers"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A value that is never printed (`Debug` shows `****`).
@@ -65,6 +132,7 @@ impl Default for CatalogConfig {
             endpoint: None,
             access_key_id: None,
             secret_access_key: None,
+            databases: Databases::default(),
         }
     }
 }
@@ -82,6 +150,13 @@ impl CatalogConfig {
             return Err(Error::invalid(
                 "catalog.access_key_id and catalog.secret_access_key go together",
             ));
+        }
+        self.databases.validate()?;
+        if self.kind == CatalogKind::Glue && !self.warehouse.starts_with("s3://") {
+            return Err(Error::invalid(format!(
+                "catalog.type = \"glue\" needs an s3:// warehouse (Athena reads S3), not {:?}",
+                self.warehouse
+            )));
         }
         if self.kind == CatalogKind::Sqlite && self.path.as_os_str().is_empty() {
             return Err(Error::invalid("catalog.path must name the SQLite file"));
@@ -140,5 +215,29 @@ mod tests {
         c.validate().unwrap();
         c.name = " ".into();
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn layers_map_to_their_glue_databases() {
+        let mut c = CatalogConfig {
+            kind: CatalogKind::Glue,
+            warehouse: "s3://b/p".into(),
+            ..CatalogConfig::default()
+        };
+        c.validate().unwrap();
+        assert_eq!(c.databases.database("silver"), "silver");
+        c.databases.silver = "crypto_silver".into();
+        assert_eq!(c.databases.database("silver"), "crypto_silver");
+        assert_eq!(c.databases.database("scratch"), "scratch");
+        c.validate().unwrap();
+        c.databases.gold = "Gold".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("catalog.databases.gold"), "{err}");
+        c.databases.gold = "crypto_silver".into();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("two layers"), "{err}");
+        c.databases.gold = "gold".into();
+        c.warehouse = "/tmp/w".into();
+        assert!(c.validate().unwrap_err().to_string().contains("s3://"));
     }
 }

@@ -1,5 +1,5 @@
 //! The AWS Glue Data Catalog as an Iceberg catalog, through `aws-sdk-glue`: one Glue database
-//! per namespace, tables registered the way Athena reads them (`table_type=ICEBERG`,
+//! per layer (names from `[catalog.databases]`), tables registered the way Athena reads them (`table_type=ICEBERG`,
 //! `metadata_location`, `previous_metadata_location`, StorageDescriptor columns with Athena
 //! types and the location), and commits that swap `metadata_location` with `UpdateTable`,
 //! `VersionId` (optimistic locking) and `SkipArchive`.
@@ -19,7 +19,8 @@ use iceberg::table::Table;
 use iceberg::{MetadataLocation, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::backend::CatalogBackend;
-use crate::config::CatalogConfig;
+use crate::check::Finding;
+use crate::config::{CatalogConfig, Databases};
 use crate::sqlite::build_table;
 use crate::{Error, Result};
 
@@ -32,17 +33,35 @@ pub struct GlueCatalog {
     client: Client,
     warehouse: String,
     file_io: FileIO,
+    databases: Databases,
 }
 
 fn glue_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Glue(format!("{what}: {e}"))
 }
 
+/// A failed call with its whole cause chain ("dispatch failure: ... Connection refused"),
+/// not the SDK's bare "unhandled error".
+fn call_error<E, R>(call: &str, e: &aws_sdk_glue::error::SdkError<E, R>) -> Error
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    glue_error(call, aws_sdk_glue::error::DisplayErrorContext(e))
+}
+
 impl GlueCatalog {
     /// Connects with the AWS default credential chain, the config's region, endpoint and
     /// static credentials over it.
     pub async fn open(config: &CatalogConfig, warehouse: &str, file_io: FileIO) -> Result<Self> {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        // A Glue that stops answering fails the call (and the SDK retries it) instead of
+        // hanging the job: the SDK sets no read timeout by default.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .operation_attempt_timeout(std::time::Duration::from_secs(60))
+            .build();
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
         if let Some(region) = &config.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -63,11 +82,17 @@ impl GlueCatalog {
             client,
             warehouse: warehouse.to_string(),
             file_io,
+            databases: config.databases.clone(),
         })
     }
 
-    fn database(ident: &TableIdent) -> String {
-        ident.namespace().join(".")
+    /// The Glue database of a namespace (a layer's configured name).
+    fn database_of(&self, namespace: &str) -> String {
+        self.databases.database(namespace).to_string()
+    }
+
+    fn database(&self, ident: &TableIdent) -> String {
+        self.database_of(&ident.namespace().join("."))
     }
 
     /// The table's Glue record: its parameters and version, `None` when it does not exist.
@@ -75,20 +100,19 @@ impl GlueCatalog {
         let got = self
             .client
             .get_table()
-            .database_name(Self::database(ident))
+            .database_name(self.database(ident))
             .name(ident.name())
             .send()
             .await;
         match got {
             Ok(out) => Ok(out.table),
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_entity_not_found_exception() {
-                    Ok(None)
-                } else {
-                    Err(glue_error("GetTable", service))
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_entity_not_found_exception()) =>
+            {
+                Ok(None)
             }
+            Err(e) => Err(call_error("GetTable", &e)),
         }
     }
 
@@ -149,6 +173,62 @@ impl GlueCatalog {
     }
 }
 
+/// Compares Glue's record of a table with its metadata, as Athena would find it.
+fn registration_findings(glue: &aws_sdk_glue::types::Table, table: &Table) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let params = glue.parameters();
+    let param = |k: &str| params.and_then(|p| p.get(k)).map(String::as_str);
+    if !param("table_type").is_some_and(|v| v.eq_ignore_ascii_case("ICEBERG")) {
+        out.push(Finding::error(
+            "glue-table-type",
+            "Glue parameter table_type is not ICEBERG: Athena reads it as a Hive table",
+        ));
+    }
+    let metadata = table.metadata();
+    match glue.storage_descriptor() {
+        None => out.push(Finding::error(
+            "glue-storage-descriptor",
+            "no StorageDescriptor: Athena finds neither columns nor location",
+        )),
+        Some(sd) => {
+            if sd.location().map(|l| l.trim_end_matches('/'))
+                != Some(metadata.location().trim_end_matches('/'))
+            {
+                out.push(Finding::error(
+                    "glue-location",
+                    format!(
+                        "StorageDescriptor location {:?} is not the table location {}",
+                        sd.location(),
+                        metadata.location()
+                    ),
+                ));
+            }
+            let glue_columns: Vec<(String, String)> = sd
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_string(), c.r#type().unwrap_or("").to_string()))
+                .collect();
+            let expected: Vec<(String, String)> = metadata
+                .current_schema()
+                .as_struct()
+                .fields()
+                .iter()
+                .map(|f| (f.name.to_lowercase(), athena_type(&f.field_type)))
+                .collect();
+            if glue_columns != expected {
+                out.push(Finding::warning(
+                    "glue-columns",
+                    format!(
+                        "StorageDescriptor columns {glue_columns:?} differ from the schema's \
+                         {expected:?}: Athena's DDL and the console show the stale ones"
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The Hive/Athena type name of an Iceberg type.
 pub fn athena_type(ty: &Type) -> String {
     match ty {
@@ -162,7 +242,9 @@ pub fn athena_type(ty: &Type) -> String {
             PrimitiveType::Date => "date".into(),
             PrimitiveType::Timestamp | PrimitiveType::TimestampNs => "timestamp".into(),
             // Athena cannot read these; `table check` reports them.
-            PrimitiveType::Timestamptz | PrimitiveType::TimestamptzNs => "timestamp".into(),
+            PrimitiveType::Timestamptz | PrimitiveType::TimestamptzNs => {
+                "timestamp with time zone".into()
+            }
             PrimitiveType::String | PrimitiveType::Uuid => "string".into(),
             PrimitiveType::Time => "string".into(),
             PrimitiveType::Fixed(_) | PrimitiveType::Binary => "binary".into(),
@@ -187,7 +269,7 @@ impl CatalogBackend for GlueCatalog {
 
     async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
         let input = DatabaseInput::builder()
-            .name(namespace)
+            .name(self.database_of(namespace))
             .build()
             .map_err(|e| glue_error("database input", e))?;
         match self
@@ -198,14 +280,13 @@ impl CatalogBackend for GlueCatalog {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_already_exists_exception() {
-                    Ok(())
-                } else {
-                    Err(glue_error("CreateDatabase", service))
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()) =>
+            {
+                Ok(())
             }
+            Err(e) => Err(call_error("CreateDatabase", &e)),
         }
     }
 
@@ -217,19 +298,19 @@ impl CatalogBackend for GlueCatalog {
             let page = match self
                 .client
                 .get_tables()
-                .database_name(namespace)
+                .database_name(self.database_of(namespace))
                 .set_next_token(token)
                 .send()
                 .await
             {
                 Ok(page) => page,
-                Err(e) => {
-                    let service = e.into_service_error();
-                    if service.is_entity_not_found_exception() {
-                        return Ok(Vec::new());
-                    }
-                    return Err(glue_error("GetTables", service));
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_entity_not_found_exception()) =>
+                {
+                    return Ok(Vec::new());
                 }
+                Err(e) => return Err(call_error("GetTables", &e)),
             };
             for t in page.table_list() {
                 let iceberg = t
@@ -259,15 +340,21 @@ impl CatalogBackend for GlueCatalog {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| glue_error("GetDatabases", e.into_service_error()))?;
+                .map_err(|e| call_error("GetDatabases", &e))?;
             out.extend(page.database_list().iter().map(|d| d.name().to_string()));
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
             }
         }
-        out.sort();
-        Ok(out)
+        // An account's other databases are not cryptolake's: list the layers that exist.
+        Ok(self
+            .databases
+            .layers()
+            .iter()
+            .filter(|(_, db)| out.iter().any(|d| d == db))
+            .map(|(layer, _)| layer.to_string())
+            .collect())
     }
 
     async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
@@ -275,8 +362,8 @@ impl CatalogBackend for GlueCatalog {
     }
 
     async fn create_table(&self, ident: &TableIdent, mut creation: TableCreation) -> Result<Table> {
-        let database = Self::database(ident);
-        self.ensure_namespace(&database).await?;
+        let database = self.database(ident);
+        self.ensure_namespace(&ident.namespace().join(".")).await?;
         let location = creation
             .location
             .clone()
@@ -298,16 +385,15 @@ impl CatalogBackend for GlueCatalog {
             .await
         {
             Ok(_) => build_table(ident, metadata, metadata_location, &self.file_io),
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_already_exists_exception() {
-                    Err(Error::CommitConflict {
-                        table: ident.to_string(),
-                    })
-                } else {
-                    Err(glue_error("CreateTable", service))
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_already_exists_exception()) =>
+            {
+                Err(Error::CommitConflict {
+                    table: ident.to_string(),
+                })
             }
+            Err(e) => Err(call_error("CreateTable", &e)),
         }
     }
 
@@ -319,6 +405,14 @@ impl CatalogBackend for GlueCatalog {
         let location = Self::metadata_location_of(ident, &table)?;
         let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
         build_table(ident, metadata, location, &self.file_io)
+    }
+
+    async fn registration_problems(&self, table: &Table) -> Result<Vec<Finding>> {
+        let ident = table.identifier();
+        let Some(glue) = self.get(ident).await? else {
+            return Err(Error::NoSuchTable(ident.to_string()));
+        };
+        Ok(registration_findings(&glue, table))
     }
 
     async fn swap_metadata(
@@ -343,7 +437,7 @@ impl CatalogBackend for GlueCatalog {
         let updated = self
             .client
             .update_table()
-            .database_name(Self::database(ident))
+            .database_name(self.database(ident))
             .table_input(input)
             .set_version_id(current.version_id().map(str::to_string))
             .skip_archive(true)
@@ -351,14 +445,15 @@ impl CatalogBackend for GlueCatalog {
             .await;
         match updated {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let service = e.into_service_error();
-                if service.is_concurrent_modification_exception() {
-                    Err(conflict())
-                } else {
-                    Err(glue_error("UpdateTable", service))
-                }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_concurrent_modification_exception()) =>
+            {
+                Err(conflict())
             }
+            // The outcome of a call cut off in flight is unknown: the job fails, and its re-run
+            // finds its bookmark in the table if the update did land.
+            Err(e) => Err(call_error("UpdateTable", &e)),
         }
     }
 }

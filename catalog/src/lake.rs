@@ -84,6 +84,7 @@ impl Lake {
         for namespace in self.backend.list_namespaces().await? {
             all.extend(self.backend.list_tables(&namespace).await?);
         }
+        all.sort_by_key(|t| t.to_string());
         Ok(all)
     }
 

@@ -474,3 +474,35 @@ async fn an_s3_warehouse_holds_every_metadata_file_and_lists_them() {
             .any(|o| Some(o.url.as_str()) == current.metadata_location())
     );
 }
+
+/// The race only `VersionId` catches: another writer updates the Glue table between our
+/// `GetTable` (whose location check passes) and our `UpdateTable`. Glue (moto with the check)
+/// answers ConcurrentModificationException; the commit reloads and lands on its second attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glue_update_with_a_stale_version_id_conflicts_and_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let moto = moto::Moto::start_with(&[("CRYPTOLAKE_MOTO_INTERLOPE", "silver.quarantine")]);
+    moto.create_bucket("lake");
+    let glue = CatalogConfig {
+        kind: cryptolake_catalog::config::CatalogKind::Glue,
+        path: dir.path().join("unused.db"),
+        ..CatalogConfig::default()
+    };
+    let lake = Lake::open(&moto.configure(glue, "s3://lake/warehouse"))
+        .await
+        .unwrap();
+    let layout = test_layout();
+    let t = lake.ensure_table(&layout).await.unwrap();
+    let outcome = lake
+        .commit(&SnapshotCommit::append(layout.ident()).add_files([file(&t, "a", 3)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.attempts, 2,
+        "the stale VersionId must have lost once"
+    );
+    assert_eq!(live(&lake, &layout).await, set(&["a"]));
+    let t = lake.load_table(&layout.ident()).await.unwrap();
+    assert_eq!(summary(&t, "total-records").as_deref(), Some("3"));
+    assert_eq!(t.metadata().snapshots().count(), 1);
+}

@@ -108,10 +108,11 @@ impl Config {
         }
     }
 
-    /// The file `init` writes: the embedded default, paths relative to the file, and the weekly
+    /// The file `init` writes: this catalog, paths relative to the file, and the weekly
     /// table maintenance Glue users schedule (Sunday 03:00 UTC).
-    pub fn init_text() -> String {
+    pub fn init_text(catalog: CatalogConfig) -> String {
         let defaults = Config {
+            catalog,
             schedule: vec![ScheduleSpec::new(
                 "weekly-maintenance",
                 "maintain",
@@ -136,7 +137,7 @@ mod tests {
     fn init_text_round_trips_and_resolves_relative_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(CONFIG_FILE);
-        std::fs::write(&file, Config::init_text()).unwrap();
+        std::fs::write(&file, Config::init_text(CatalogConfig::default())).unwrap();
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.catalog.path, dir.path().join("lake/catalog.db"));
         assert_eq!(config.landing.path, dir.path().join("lake/landing"));

@@ -1,6 +1,9 @@
-//! `cryptolake init DIR`: a new project directory with the embedded default.
+//! `cryptolake init DIR`: a new project directory, on the embedded default or on Glue and S3.
 
 use std::path::PathBuf;
+
+use cryptolake_catalog::CatalogConfig;
+use cryptolake_catalog::config::CatalogKind;
 
 use super::output::{Format, print_rows, row};
 use super::{CONFIG_FILE, CliError, Config};
@@ -12,9 +15,17 @@ pub struct InitArgs {
     /// Overwrite an existing cryptolake.toml.
     #[arg(long)]
     pub force: bool,
+    /// The catalog: `sqlite` (embedded, local warehouse) or `glue` (AWS Glue Data Catalog,
+    /// with `--warehouse s3://BUCKET/PREFIX`; region and credentials from the AWS chain).
+    #[arg(long, value_parser = ["sqlite", "glue"], default_value = "sqlite")]
+    pub catalog: String,
+    /// An endpoint serving Glue and S3 instead of AWS (a local emulator such as moto).
+    #[arg(long)]
+    pub endpoint: Option<String>,
 }
 
-pub fn run(args: &InitArgs, format: Format) -> Result<(), CliError> {
+/// `warehouse` is the global `--warehouse` flag (or `CRYPTOLAKE_WAREHOUSE`).
+pub fn run(args: &InitArgs, warehouse: Option<&str>, format: Format) -> Result<(), CliError> {
     let file = args.dir.join(CONFIG_FILE);
     if file.exists() && !args.force {
         return Err(CliError::Config(format!(
@@ -22,18 +33,24 @@ pub fn run(args: &InitArgs, format: Format) -> Result<(), CliError> {
             file.display()
         )));
     }
+    let catalog = catalog_config(args, warehouse)?;
     std::fs::create_dir_all(&args.dir)?;
-    std::fs::write(&file, Config::init_text())?;
+    std::fs::write(&file, Config::init_text(catalog))?;
     let config = Config::load(Some(&file))?;
-    for dir in [
-        &config.landing.path,
-        &PathBuf::from(&config.catalog.warehouse),
-    ] {
-        std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(&config.landing.path)?;
+    if config.catalog.kind == CatalogKind::Sqlite {
+        std::fs::create_dir_all(&config.catalog.warehouse)?;
     }
+    let catalog = match config.catalog.kind {
+        CatalogKind::Sqlite => config.catalog.path.display().to_string(),
+        CatalogKind::Glue => format!(
+            "glue ({})",
+            config.catalog.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    };
     let rows = vec![row([
         ("config", file.display().to_string().into()),
-        ("catalog", config.catalog.path.display().to_string().into()),
+        ("catalog", catalog.into()),
         ("warehouse", config.catalog.warehouse.clone().into()),
         ("landing", config.landing.path.display().to_string().into()),
     ])];
@@ -43,4 +60,23 @@ pub fn run(args: &InitArgs, format: Format) -> Result<(), CliError> {
         format,
     );
     Ok(())
+}
+
+/// The `[catalog]` section `init` writes, checked before anything is written.
+fn catalog_config(args: &InitArgs, warehouse: Option<&str>) -> Result<CatalogConfig, CliError> {
+    let mut catalog = CatalogConfig::default();
+    if let Some(w) = warehouse {
+        catalog.warehouse = w.to_string();
+    }
+    catalog.endpoint = args.endpoint.clone();
+    if args.catalog == "glue" {
+        catalog.kind = CatalogKind::Glue;
+        if warehouse.is_none() {
+            return Err(CliError::Config(
+                "--catalog glue needs --warehouse s3://BUCKET/PREFIX".into(),
+            ));
+        }
+    }
+    catalog.validate()?;
+    Ok(catalog)
 }

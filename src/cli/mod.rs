@@ -41,7 +41,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write DIR/cryptolake.toml with the embedded default (SQLite catalog, local warehouse).
+    /// Write DIR/cryptolake.toml: the embedded default (SQLite catalog, local warehouse), or
+    /// `--catalog glue --warehouse s3://BUCKET/PREFIX [--endpoint URL]`.
     Init(init::InitArgs),
     /// Generate realistic landing files for every source, deterministic for a seed.
     Gen(generate::GenArgs),
@@ -49,7 +50,7 @@ pub enum Command {
     Run(run::RunArgs),
     /// Run a SQL query over every table (`bronze.x`, `silver.x`, `gold.x`).
     Sql(sql::SqlArgs),
-    /// Inspect tables: list, describe, history, files.
+    /// Inspect tables: list, describe, history, files, check (Athena readability).
     #[command(subcommand)]
     Table(table::TableCommand),
     /// EventBridge schedules: list, next fire times, validate, export.
@@ -72,11 +73,14 @@ pub enum CliError {
     Catalog(#[from] cryptolake_catalog::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0} table(s) would not read correctly in Athena (see above)")]
+    Check(usize),
 }
 
 impl CliError {
     /// 2: bad usage or configuration; 3: data quality threshold exceeded; 4: a commit lost a
-    /// race or a requirement (safe to run again); 1: anything else.
+    /// race or a requirement (safe to run again); 5: `table check` found problems; 1: anything
+    /// else.
     pub fn exit_code(&self) -> u8 {
         use cryptolake_catalog::Error as C;
         use cryptolake_jobs::Error as J;
@@ -86,6 +90,7 @@ impl CliError {
             | CliError::Job(J::Invalid(_)) => 2,
             CliError::Job(J::TooManyBadRecords { .. }) => 3,
             CliError::Job(J::Catalog(C::RequirementFailed { .. } | C::CommitConflict { .. })) => 4,
+            CliError::Check(_) => 5,
             _ => 1,
         }
     }
@@ -107,7 +112,7 @@ fn load_config(cli: &Cli) -> Result<Config, CliError> {
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
-        Command::Init(args) => init::run(args, cli.output),
+        Command::Init(args) => init::run(args, cli.warehouse.as_deref(), cli.output),
         Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output),
         Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
         Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,

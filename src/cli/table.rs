@@ -1,4 +1,4 @@
-//! `cryptolake table list|describe T|history T|files T`.
+//! `cryptolake table list|describe T|history T|files T|check [T]`.
 
 use chrono::DateTime;
 use cryptolake_catalog::Lake;
@@ -20,6 +20,14 @@ pub enum TableCommand {
     History { table: String },
     /// The live data files of the current snapshot.
     Files { table: String },
+    /// What would keep Athena (or another engine) from reading a table, or every table; exits
+    /// with 5 when it finds an error.
+    Check {
+        table: Option<String>,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 pub async fn run(cmd: &TableCommand, config: &Config, format: Format) -> Result<(), CliError> {
@@ -35,7 +43,56 @@ pub async fn run(cmd: &TableCommand, config: &Config, format: Format) -> Result<
         TableCommand::Files { table } => {
             files(&lake.load_table(&parse_ident(table)?).await?, format).await
         }
+        TableCommand::Check { table, strict } => {
+            check(&lake, table.as_deref(), *strict, format).await
+        }
     }
+}
+
+/// One row per finding, or one `ok` row for a table with none.
+async fn check(
+    lake: &Lake,
+    table: Option<&str>,
+    strict: bool,
+    format: Format,
+) -> Result<(), CliError> {
+    use cryptolake_catalog::check::{Severity, check_table};
+    let tables = match table {
+        Some(t) => vec![parse_ident(t)?],
+        None => lake.list_tables().await?,
+    };
+    let mut rows = Vec::new();
+    let mut failed = 0;
+    for ident in tables {
+        let findings = check_table(lake, &ident).await?;
+        if findings
+            .iter()
+            .any(|f| f.severity == Severity::Error || strict)
+        {
+            failed += 1;
+        }
+        if findings.is_empty() {
+            rows.push(row([
+                ("table", ident.to_string().into()),
+                ("severity", "ok".into()),
+                ("rule", Value::Null),
+                ("message", "readable by Athena".into()),
+            ]));
+        }
+        for f in findings {
+            rows.push(row([
+                ("table", ident.to_string().into()),
+                ("severity", json!(f.severity)),
+                ("rule", f.rule.into()),
+                ("message", f.message.into()),
+            ]));
+        }
+    }
+    print_rows(&rows, &["table", "severity", "rule", "message"], format);
+    if failed > 0 {
+        return Err(CliError::Check(failed));
+    }
+    Ok(())
 }
 
 fn summary_num(table: &Table, key: &str) -> Value {

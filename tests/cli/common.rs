@@ -23,14 +23,27 @@ pub const SOURCES: [&str; 6] = [
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// Environment every command gets (the AWS variables of a Glue project).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
     pub fn new() -> Self {
+        Self::init(&[], &[])
+    }
+
+    /// `cryptolake init DIR ARGS...` with `env` for it and every later command.
+    pub fn init(args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let out = Command::new(BIN)
             .arg("init")
             .arg(dir.path())
+            .args(args)
+            .envs(env.iter().cloned())
             .output()
             .unwrap();
         assert!(
@@ -39,7 +52,7 @@ impl Project {
             String::from_utf8_lossy(&out.stderr)
         );
         let config = dir.path().join("cryptolake.toml");
-        Self { dir, config }
+        Self { dir, config, env }
     }
 
     pub fn path(&self) -> &Path {
@@ -51,6 +64,7 @@ impl Project {
         c.arg("-c")
             .arg(&self.config)
             .args(args)
+            .envs(self.env.iter().cloned())
             .env_remove("CRYPTOLAKE_FAULT");
         c
     }

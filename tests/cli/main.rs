@@ -1,10 +1,16 @@
 //! Integration tests of the `cryptolake` binary against real components: the SQLite catalog,
-//! the local warehouse, and PyIceberg as an independent reader. One test binary.
+//! the local warehouse, moto's Glue and S3, and PyIceberg and DuckDB as independent readers.
+//! One test binary.
 
 mod common;
 mod compaction;
 mod crash;
+mod glue;
 mod gold_values;
+#[allow(dead_code)] // shared with the catalog and jobs tests, which use all of it
+#[path = "../../catalog/tests/catalog/moto.rs"]
+mod moto;
 mod pipeline;
+mod proxy;
 pub mod readers;
 mod scheduling;

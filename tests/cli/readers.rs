@@ -1,13 +1,15 @@
 //! Independent Iceberg readers standing in for Athena find the rows `cryptolake sql` finds:
-//! PyIceberg through the same SQLite catalog file, and DuckDB's `iceberg_scan` on each table's
-//! current metadata file (extensions loaded from their PyPI wheels, offline).
+//! PyIceberg through the same catalog (the SQLite file, or its own Glue client against moto),
+//! and DuckDB's `iceberg_scan` on each table's current metadata file (for Glue, the
+//! `metadata_location` Glue holds, read over S3 with httpfs; extensions loaded from their PyPI
+//! wheels, offline).
 
 use std::process::Command;
 
 use crate::common::Project;
 
 /// Per table: a decimal or integer column whose sum is compared.
-const CHECKS: [(&str, &str); 13] = [
+pub const CHECKS: [(&str, &str); 13] = [
     ("bronze.alpaca_quotes", "_record"),
     ("bronze.coinbase_spot", "_record"),
     ("bronze.coincap_assets", "_record"),
@@ -27,32 +29,73 @@ const SCRIPT: &str = r#"
 import decimal, json, sys
 from decimal import Decimal
 decimal.getcontext().prec = 80  # the default 28 digits would round decimal(38, 16) sums
-from pyiceberg.catalog.sql import SqlCatalog
-db, warehouse, checks, locations = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
-catalog = SqlCatalog("cryptolake", uri=f"sqlite:///{db}", warehouse=f"file://{warehouse}")
+spec, checks, locations = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+name = lambda table: table  # cryptolake's layer.table as the catalog knows it
+if spec["kind"] == "sql":
+    from pyiceberg.catalog.sql import SqlCatalog
+    catalog = SqlCatalog("cryptolake", uri=f"sqlite:///{spec['db']}", warehouse=f"file://{spec['warehouse']}")
+else:
+    import boto3
+    from pyiceberg.catalog.glue import GlueCatalog
+    aws = {"endpoint_url": spec["endpoint"], "region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    catalog = GlueCatalog("glue", **{"glue.endpoint": spec["endpoint"], "glue.region": "us-east-1",
+        "glue.access-key-id": "testing", "glue.secret-access-key": "testing",
+        "s3.endpoint": spec["endpoint"], "s3.region": "us-east-1",
+        "s3.access-key-id": "testing", "s3.secret-access-key": "testing"})
+    name = lambda table: spec["databases"][table.split(".")[0]] + "." + table.split(".")[1]
+    glue = boto3.client("glue", **aws)
+    locations = {t: glue.get_table(DatabaseName=name(t).split(".")[0], Name=t.split(".")[1])["Table"]["Parameters"]["metadata_location"] for t, _ in checks}
 out = {}
 for table, column in checks:
-    t = catalog.load_table(table).scan().to_arrow()
+    t = catalog.load_table(name(table)).scan().to_arrow()
     values = [v for v in t.column(column).to_pylist() if v is not None]
     out[table] = {"rows": t.num_rows, "sum": format(sum((Decimal(v) for v in values), Decimal(0)).normalize(), "f")}
 import duckdb, glob, os
 site = os.path.dirname(os.path.dirname(duckdb.__file__))
 con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-for name in ["avro", "iceberg"]:
-    con.execute(f"LOAD '{glob.glob(f'{site}/duckdb_extension_{name}/**/*.duckdb_extension', recursive=True)[0]}'")
+for ext in ["avro", "iceberg", "httpfs"]:
+    con.execute(f"LOAD '{glob.glob(f'{site}/duckdb_extension_{ext}/**/*.duckdb_extension', recursive=True)[0]}'")
+if spec["kind"] == "glue":
+    host = spec["endpoint"].removeprefix("http://")
+    con.execute(f"CREATE SECRET (TYPE s3, KEY_ID 'testing', SECRET 'testing', REGION 'us-east-1', ENDPOINT '{host}', URL_STYLE 'path', USE_SSL false)")
 out["duckdb"] = {}
 for table, column in checks:
     n, total = con.execute(f"SELECT count(*), sum({column}) FROM iceberg_scan('{locations[table]}')").fetchone()
     out["duckdb"][table] = {"rows": n, "sum": format((Decimal(str(total)) if total is not None else Decimal(0)).normalize(), "f")}
 if any(t == "silver.trades" for t, _ in checks):
-    trades = catalog.load_table("silver.trades").scan().to_arrow()
+    trades = catalog.load_table(name("silver.trades")).scan().to_arrow()
     cols = ["trade_id", "user_id", "symbol", "side", "quantity", "price"]
     text = lambda v: format(v, "f") if isinstance(v, Decimal) else str(v)  # not 0E-16
     out["trade_rows"] = sorted("|".join(text(v) for v in r) for r in zip(*(trades.column(c).to_pylist() for c in cols)))
 print(json.dumps(out))
 "#;
 
-fn python() -> String {
+/// How the readers find the project's catalog: its SQLite file, or Glue at its endpoint with
+/// the layers' database names.
+fn reader_catalog(p: &Project) -> serde_json::Value {
+    let config: toml::Value = toml::from_str(&std::fs::read_to_string(&p.config).unwrap()).unwrap();
+    let catalog = &config["catalog"];
+    if catalog["type"].as_str() == Some("glue") {
+        let databases = &catalog["databases"];
+        serde_json::json!({
+            "kind": "glue",
+            "endpoint": catalog["endpoint"].as_str().unwrap(),
+            "databases": {
+                "bronze": databases["bronze"].as_str().unwrap(),
+                "silver": databases["silver"].as_str().unwrap(),
+                "gold": databases["gold"].as_str().unwrap(),
+            },
+        })
+    } else {
+        serde_json::json!({
+            "kind": "sql",
+            "db": p.path().join("lake/catalog.db"),
+            "warehouse": p.path().join("lake/warehouse"),
+        })
+    }
+}
+
+pub fn python() -> String {
     std::env::var("CRYPTOLAKE_TEST_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         let venv = format!("{home}/.cache/cryptolake/venv/bin/python");
@@ -128,8 +171,7 @@ pub fn compare_tables_with_independent_readers(p: &Project, checks: &[(&str, &st
     let checks_json = serde_json::to_string(checks).unwrap();
     let out = Command::new(python())
         .args(["-c", SCRIPT])
-        .arg(p.path().join("lake/catalog.db"))
-        .arg(p.path().join("lake/warehouse"))
+        .arg(reader_catalog(p).to_string())
         .arg(&checks_json)
         .arg(&locations)
         .output()

@@ -24,6 +24,12 @@ fn venv() -> std::path::PathBuf {
 
 impl Moto {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra environment (e.g. `CRYPTOLAKE_MOTO_INTERLOPE`, see
+    /// `scripts/moto_server.py`).
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
         let python = venv().join("bin/python");
         assert!(
             python.exists(),
@@ -31,8 +37,12 @@ impl Moto {
             python.display()
         );
         // Our launcher: moto with Glue's VersionId check (stock moto ignores it).
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_server.py");
+        // Found from any crate of the workspace that includes this file.
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|dir| dir.join("scripts/moto_server.py"))
+            .find(|p| p.exists())
+            .expect("scripts/moto_server.py");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -41,6 +51,7 @@ impl Moto {
         let child = Command::new(python)
             .arg(script)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
