@@ -296,6 +296,8 @@ fn glue_and_s3_unreachable_mid_job_fail_clearly_and_change_nothing() {
     let stderr = stderr.join().unwrap();
     eprintln!("{stderr}");
     assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    // The cause is named, not a bare "unhandled error".
+    assert!(stderr.contains("Connection refused"), "{stderr}");
     proxy.restore();
     assert_eq!(p.snapshots(), before, "a failed commit changes no table");
 
