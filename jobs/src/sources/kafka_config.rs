@@ -1,0 +1,319 @@
+//! `[kafka]`: the brokers, the topics and the bronze table each lands in, and the security
+//! settings of a real cluster. Secrets are never stored here: the config names environment
+//! variables, read when a client is built, and `Debug` never shows a value.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// What to do when a committed offset is older than the partition's first offset (retention
+/// deleted messages that were never ingested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMissingOffsets {
+    /// Stop with an error naming the partition and how many messages are gone.
+    #[default]
+    Fail,
+    /// Go on from the earliest offset and report the messages skipped.
+    Earliest,
+}
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SecurityProtocol {
+    #[default]
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// The librdkafka spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "plaintext",
+            SecurityProtocol::Ssl => "ssl",
+            SecurityProtocol::SaslPlaintext => "sasl_plaintext",
+            SecurityProtocol::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// One topic and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicConfig {
+    pub topic: String,
+    /// The bronze table, `bronze.<topic with - as _>` by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// The record format of the values: a landing source's fields (`alpaca_quotes`, `trades`).
+    pub format: String,
+}
+
+impl TopicConfig {
+    pub fn new(topic: &str, format: &str) -> Self {
+        Self {
+            topic: topic.into(),
+            table: None,
+            format: format.into(),
+        }
+    }
+
+    /// The bronze table this topic lands in.
+    pub fn table(&self) -> String {
+        self.table
+            .clone()
+            .unwrap_or_else(|| format!("bronze.{}", default_table_name(&self.topic)))
+    }
+}
+
+/// A topic name as an Athena table name: lower-case, `-` and `.` become `_`.
+pub fn default_table_name(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The `[kafka]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]` (`run ingest-kafka --brokers` overrides it).
+    pub brokers: String,
+    pub topics: Vec<TopicConfig>,
+    pub on_missing_offsets: OnMissingOffsets,
+    pub security_protocol: SecurityProtocol,
+    /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` (with SASL protocols).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_username: Option<String>,
+    /// The environment variable holding the SASL password (never the password itself).
+    pub sasl_password_env: String,
+    /// A CA bundle for the brokers' TLS certificates (`ssl.ca.location`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ca_location: Option<String>,
+    /// Further librdkafka properties, for what the keys above do not cover.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    /// Seed 001's topics: quotes on `coinbase-currencies`, simulated trades on
+    /// `coinbase-trades`.
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            topics: vec![
+                TopicConfig::new("coinbase-currencies", "alpaca_quotes"),
+                TopicConfig::new("coinbase-trades", "trades"),
+            ],
+            on_missing_offsets: OnMissingOffsets::Fail,
+            security_protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password_env: "CRYPTOLAKE_KAFKA_SASL_PASSWORD".into(),
+            ssl_ca_location: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Record formats a topic's values can have.
+pub const TOPIC_FORMATS: [&str; 2] = ["alpaca_quotes", "trades"];
+
+/// Properties that carry secrets: they must come from the environment, not the file.
+const SECRET_PROPERTIES: [&str; 4] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+];
+
+impl KafkaConfig {
+    /// Checks the settings without contacting a broker.
+    pub fn validate(&self) -> Result<()> {
+        if self.brokers.split(',').any(|b| {
+            b.trim()
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            return Err(Error::Invalid(format!(
+                "kafka.brokers = {:?}: expected host:port[,host:port...]",
+                self.brokers
+            )));
+        }
+        let mut tables = BTreeMap::new();
+        for t in &self.topics {
+            if t.topic.is_empty() {
+                return Err(Error::Invalid("kafka.topics: a topic has no name".into()));
+            }
+            if !TOPIC_FORMATS.contains(&t.format.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "kafka topic {}: format {:?} is not one of {TOPIC_FORMATS:?}",
+                    t.topic, t.format
+                )));
+            }
+            let table = t.table();
+            if !table.starts_with("bronze.") || table.matches('.').count() != 1 {
+                return Err(Error::Invalid(format!(
+                    "kafka topic {}: table {table:?} must be bronze.<name>",
+                    t.topic
+                )));
+            }
+            if let Some(other) = tables.insert(table.clone(), t.topic.clone()) {
+                return Err(Error::Invalid(format!(
+                    "kafka topics {other} and {} both land in {table}",
+                    t.topic
+                )));
+            }
+        }
+        if self.security_protocol.uses_sasl() && self.sasl_mechanism.is_none() {
+            return Err(Error::Invalid(format!(
+                "kafka.security_protocol = {} needs kafka.sasl_mechanism",
+                self.security_protocol.as_str().to_uppercase()
+            )));
+        }
+        if let Some(key) = self
+            .properties
+            .keys()
+            .find(|k| SECRET_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(Error::Invalid(format!(
+                "kafka.properties.{key} is a secret: put it in the environment \
+                 (sasl_password_env for the SASL password)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The client properties (librdkafka names), the SASL password read from the
+    /// environment. Values of secret keys must not be logged: see [`redacted`].
+    pub fn client_properties(&self) -> Result<BTreeMap<String, String>> {
+        let mut props = self.properties.clone();
+        props.insert("bootstrap.servers".into(), self.brokers.clone());
+        props.insert(
+            "security.protocol".into(),
+            self.security_protocol.as_str().into(),
+        );
+        if let Some(m) = &self.sasl_mechanism {
+            props.insert("sasl.mechanism".into(), m.clone());
+        }
+        if let Some(u) = &self.sasl_username {
+            props.insert("sasl.username".into(), u.clone());
+            let password = std::env::var(&self.sasl_password_env).map_err(|_| {
+                Error::Invalid(format!(
+                    "kafka.sasl_username is set but ${} (the SASL password) is not",
+                    self.sasl_password_env
+                ))
+            })?;
+            props.insert("sasl.password".into(), password);
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            props.insert("ssl.ca.location".into(), ca.clone());
+        }
+        Ok(props)
+    }
+}
+
+/// Properties fit to log: secret values replaced by `****`.
+pub fn redacted(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| {
+            let v = if SECRET_PROPERTIES.contains(&k.as_str()) {
+                "****".to_string()
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_topics_land_in_their_bronze_tables() {
+        let c = KafkaConfig::default();
+        c.validate().unwrap();
+        let tables: Vec<String> = c.topics.iter().map(TopicConfig::table).collect();
+        assert_eq!(
+            tables,
+            ["bronze.coinbase_currencies", "bronze.coinbase_trades"]
+        );
+        assert_eq!(default_table_name("Market.Ticks-v2"), "market_ticks_v2");
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = |c: KafkaConfig| c.validate().unwrap_err().to_string();
+        let base = KafkaConfig::default;
+        assert!(
+            err(KafkaConfig {
+                brokers: "localhost".into(),
+                ..base()
+            })
+            .contains("host:port")
+        );
+        let mut c = base();
+        c.topics[1].table = Some("bronze.coinbase_currencies".into());
+        assert!(err(c).contains("both land in bronze.coinbase_currencies"));
+        let mut c = base();
+        c.topics[0].format = "csv".into();
+        assert!(err(c).contains("format \"csv\""));
+        let c = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            ..base()
+        };
+        assert!(err(c).contains("SASL_SSL needs kafka.sasl_mechanism"));
+        let mut c = base();
+        c.properties
+            .insert("sasl.password".into(), "hunter2".into());
+        assert!(err(c).contains("is a secret"));
+    }
+
+    #[test]
+    fn the_sasl_password_comes_from_the_environment_and_is_never_shown() {
+        let c = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("ingest".into()),
+            sasl_password_env: "CRYPTOLAKE_TEST_KAFKA_PASSWORD_UNSET".into(),
+            ..KafkaConfig::default()
+        };
+        c.validate().unwrap();
+        let missing = c.client_properties().unwrap_err().to_string();
+        assert!(
+            missing.contains("$CRYPTOLAKE_TEST_KAFKA_PASSWORD_UNSET"),
+            "{missing}"
+        );
+        let c = KafkaConfig {
+            sasl_password_env: "PATH".into(), // set in every test environment
+            ..c
+        };
+        let props = c.client_properties().unwrap();
+        assert_eq!(props["security.protocol"], "sasl_ssl");
+        assert_eq!(props["sasl.password"], std::env::var("PATH").unwrap());
+        assert_eq!(redacted(&props)["sasl.password"], "****");
+        assert_eq!(redacted(&props)["sasl.username"], "ingest");
+    }
+}
