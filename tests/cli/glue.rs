@@ -9,7 +9,7 @@ use std::process::Stdio;
 use crate::common::Project;
 use crate::moto::Moto;
 use crate::proxy::Proxy;
-use crate::readers::{CHECKS, compare_tables_with_independent_readers, python};
+use crate::readers::{CHECKS, compare_tables_with_independent_readers, run_python};
 
 const AWS_ENV: [(&str, &str); 4] = [
     ("AWS_REGION", "us-east-1"),
@@ -62,15 +62,7 @@ catalog.create_table("crypto_silver.events",
            NestedField(2, "seen_at", TimestamptzType(), required=False)),
     location="s3://lake/warehouse/crypto_silver/events")
 "#;
-    let out = std::process::Command::new(python())
-        .args(["-c", script, endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyiceberg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(script, &[endpoint]);
 }
 
 fn severities(check: &serde_json::Value) -> Vec<(String, String, String)> {

@@ -95,7 +95,22 @@ fn reader_catalog(p: &Project) -> serde_json::Value {
     }
 }
 
-pub fn python() -> String {
+/// Runs a Python script from the venv with arguments, requires success, returns stdout.
+pub fn run_python(script: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn python() -> String {
     std::env::var("CRYPTOLAKE_TEST_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         let venv = format!("{home}/.cache/cryptolake/venv/bin/python");
@@ -169,19 +184,9 @@ pub fn compare_tables_with_independent_readers(p: &Project, checks: &[(&str, &st
         .collect();
     let locations = serde_json::to_string(&locations).unwrap();
     let checks_json = serde_json::to_string(checks).unwrap();
-    let out = Command::new(python())
-        .args(["-c", SCRIPT])
-        .arg(reader_catalog(p).to_string())
-        .arg(&checks_json)
-        .arg(&locations)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pyiceberg: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let catalog = reader_catalog(p).to_string();
+    let stdout = run_python(SCRIPT, &[&catalog, &checks_json, &locations]);
+    let seen: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     for &(table, column) in checks {
         let ours = p.sql(&format!(
             "SELECT count(*) AS n, CAST(COALESCE(sum({column}), 0) AS VARCHAR) AS s FROM {table}"
