@@ -14,14 +14,14 @@ use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{Column, DatabaseInput, StorageDescriptor, TableInput};
 use iceberg::io::FileIO;
-use iceberg::spec::{PrimitiveType, TableMetadata, TableMetadataBuilder, Type};
+use iceberg::spec::{PrimitiveType, TableMetadata, Type};
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, NamespaceIdent, TableCreation, TableIdent};
 
 use crate::backend::CatalogBackend;
 use crate::check::Finding;
 use crate::config::{CatalogConfig, Databases};
-use crate::sqlite::build_table;
+use crate::sqlite::{build_table, write_first_metadata};
 use crate::{Error, Result};
 
 const METADATA_LOCATION: &str = "metadata_location";
@@ -331,50 +331,31 @@ impl CatalogBackend for GlueCatalog {
     }
 
     async fn list_namespaces(&self) -> Result<Vec<String>> {
+        // Only the layers' databases are cryptolake's: ask for those three, not for every
+        // database in the account.
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .get_databases()
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| call_error("GetDatabases", &e))?;
-            out.extend(page.database_list().iter().map(|d| d.name().to_string()));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
+        for (layer, database) in self.databases.layers() {
+            match self.client.get_database().name(database).send().await {
+                Ok(_) => out.push(layer.to_string()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_entity_not_found_exception()) => {}
+                Err(e) => return Err(call_error("GetDatabase", &e)),
             }
         }
-        // An account's other databases are not cryptolake's: list the layers that exist.
-        Ok(self
-            .databases
-            .layers()
-            .iter()
-            .filter(|(_, db)| out.iter().any(|d| d == db))
-            .map(|(layer, _)| layer.to_string())
-            .collect())
+        Ok(out)
     }
 
     async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
         Ok(self.get(ident).await?.is_some())
     }
 
-    async fn create_table(&self, ident: &TableIdent, mut creation: TableCreation) -> Result<Table> {
+    async fn create_table(&self, ident: &TableIdent, creation: TableCreation) -> Result<Table> {
         let database = self.database(ident);
         self.ensure_namespace(&ident.namespace().join(".")).await?;
-        let location = creation
-            .location
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}/{}", self.warehouse, database, ident.name()));
-        creation.location = Some(location.clone());
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.file_io, &metadata_location).await?;
-        let metadata_location = metadata_location.to_string();
+        let default_location = format!("{}/{}/{}", self.warehouse, database, ident.name());
+        let (metadata, metadata_location) =
+            write_first_metadata(&self.file_io, creation, default_location).await?;
         let input = Self::table_input(ident, &metadata, &metadata_location, None)?;
         match self
             .client

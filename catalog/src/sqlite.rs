@@ -162,20 +162,12 @@ impl CatalogBackend for SqliteCatalog {
         Ok(self.metadata_location(ident).await?.is_some())
     }
 
-    async fn create_table(&self, ident: &TableIdent, mut creation: TableCreation) -> Result<Table> {
+    async fn create_table(&self, ident: &TableIdent, creation: TableCreation) -> Result<Table> {
         let namespace = Self::namespace_of(ident);
         self.ensure_namespace(&namespace).await?;
-        let location = creation
-            .location
-            .clone()
-            .unwrap_or_else(|| format!("{}/{}/{}", self.warehouse, namespace, ident.name()));
-        creation.location = Some(location.clone());
-        let metadata = TableMetadataBuilder::from_table_creation(creation)?
-            .build()?
-            .metadata;
-        let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
-        metadata.write_to(&self.file_io, &metadata_location).await?;
-        let metadata_location = metadata_location.to_string();
+        let default_location = format!("{}/{}/{}", self.warehouse, namespace, ident.name());
+        let (metadata, metadata_location) =
+            write_first_metadata(&self.file_io, creation, default_location).await?;
         let inserted = sqlx::query(
             "INSERT OR IGNORE INTO iceberg_tables
              (catalog_name, table_namespace, table_name, metadata_location, iceberg_type)
@@ -235,6 +227,22 @@ impl CatalogBackend for SqliteCatalog {
 }
 
 /// Builds an iceberg [`Table`] handle from loaded metadata.
+/// Writes a new table's first metadata file (at `default_location` unless the creation names
+/// one) and returns the metadata and where it was written; registering it is the catalog's.
+pub(crate) async fn write_first_metadata(
+    file_io: &FileIO,
+    mut creation: TableCreation,
+    default_location: String,
+) -> Result<(TableMetadata, String)> {
+    let location = creation.location.get_or_insert(default_location).clone();
+    let metadata = TableMetadataBuilder::from_table_creation(creation)?
+        .build()?
+        .metadata;
+    let metadata_location = MetadataLocation::new_with_metadata(&location, &metadata);
+    metadata.write_to(file_io, &metadata_location).await?;
+    Ok((metadata, metadata_location.to_string()))
+}
+
 pub(crate) fn build_table(
     ident: &TableIdent,
     metadata: TableMetadata,
