@@ -185,6 +185,26 @@ pub fn bronze_source_fields(source: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// Columns a Kafka bronze table has after [`BRONZE_META`]: where each message was and what came
+/// with it. `_file` holds `<topic>/<partition>` and `_record` the offset, so silver and
+/// quarantine name a message the way they name a landing record.
+pub const KAFKA_META: [Column; 5] = [
+    req("_kafka_partition", Int),
+    req("_kafka_offset", Long),
+    opt("_kafka_timestamp", Timestamp),
+    opt("_kafka_key", Str),
+    opt("_kafka_headers", Str),
+];
+
+/// `bronze.<name>` for a Kafka topic whose values carry `format`'s fields (a landing source's):
+/// the landing layout's columns, then [`KAFKA_META`]; partitioned by ingest day.
+pub fn kafka_bronze(name: &str, format: &str) -> Result<TableLayout> {
+    let mut layout = bronze(format)?;
+    layout.name = name.into();
+    layout.columns.extend(KAFKA_META.iter().cloned());
+    Ok(layout)
+}
+
 /// `bronze.<source>`: source fields as text plus ingest metadata, partitioned by ingest day.
 pub fn bronze(source: &str) -> Result<TableLayout> {
     let fields = bronze_source_fields(source)
@@ -450,5 +470,9 @@ mod tests {
     fn unknown_source_is_an_error() {
         assert!(bronze("nope").is_err());
         assert_eq!(bronze("trades").unwrap().columns.len(), 7 + 4);
+        let kafka = kafka_bronze("coinbase_trades", "trades").unwrap();
+        assert_eq!(kafka.ident().to_string(), "bronze.coinbase_trades");
+        assert_eq!(kafka.columns.len(), 7 + 4 + 5);
+        assert!(kafka_bronze("x", "nope").is_err());
     }
 }

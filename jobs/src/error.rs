@@ -28,6 +28,22 @@ pub enum Error {
         total: u64,
         max_fraction: f64,
     },
+    /// A broker could not be reached or refused a request.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// Committed offsets point at messages retention has deleted.
+    #[error(
+        "kafka {topic}/{partition}: the table's offset {committed} is older than the first kept \
+         offset {earliest}: {missing} messages were deleted before they were ingested \
+         (run with --on-missing-offsets earliest to skip them)"
+    )]
+    OffsetsMissing {
+        topic: String,
+        partition: i32,
+        committed: i64,
+        earliest: i64,
+        missing: i64,
+    },
     /// A bookmark points at history the table no longer has.
     #[error("{0}")]
     Bookmark(String),
@@ -41,7 +57,7 @@ impl Error {
         match self {
             Error::Catalog(e) => e.is_retryable(),
             Error::Iceberg(e) => e.retryable(),
-            Error::Io { .. } => true,
+            Error::Io { .. } | Error::Kafka(_) => true,
             _ => false,
         }
     }

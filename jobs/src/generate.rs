@@ -113,6 +113,34 @@ struct Gen<'a> {
     landing: &'a Path,
     prices: Vec<f64>,
     counts: GenSummary,
+    /// Kafka mode: per source, the JSON lines that would have been written, one message each.
+    messages: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// The sources that are Kafka topics in seed 001: quotes and simulated trades.
+pub const MESSAGE_SOURCES: [&str; 2] = ["alpaca_quotes", "trades"];
+
+/// Messages for Kafka instead of files: the quotes and trades the same options would write,
+/// one message per JSON line (duplicates and malformed lines included), with their counts.
+pub fn generate_messages(opts: &GenOptions) -> Result<(GenSummary, BTreeMap<String, Vec<String>>)> {
+    opts.validate()?;
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+        opts,
+        landing: Path::new(""),
+        prices: ASSETS[..opts.symbols].iter().map(|a| a.3).collect(),
+        counts: GenSummary::new(),
+        messages: Some(BTreeMap::new()),
+    };
+    for minute in 0..opts.minutes {
+        g.minute(minute)?;
+    }
+    g.counts
+        .retain(|source, _| MESSAGE_SOURCES.contains(&source.as_str()));
+    for c in g.counts.values_mut() {
+        c.good = c.records - c.bad - c.duplicates;
+    }
+    Ok((g.counts, g.messages.unwrap_or_default()))
 }
 
 /// Writes `opts.minutes` minutes of landing files under `landing`.
@@ -124,6 +152,7 @@ pub fn generate(landing: &Path, opts: &GenOptions) -> Result<GenSummary> {
         landing,
         prices: ASSETS[..opts.symbols].iter().map(|a| a.3).collect(),
         counts: GenSummary::new(),
+        messages: None,
     };
     for minute in 0..opts.minutes {
         g.minute(minute)?;
@@ -444,6 +473,14 @@ impl Gen<'_> {
     }
 
     fn write(&mut self, source: &str, name: &str, body: &[u8], gzip: bool) -> Result<()> {
+        if let Some(messages) = &mut self.messages {
+            if MESSAGE_SOURCES.contains(&source) {
+                let lines = String::from_utf8_lossy(body);
+                let out = messages.entry(source.to_string()).or_default();
+                out.extend(lines.lines().filter(|l| !l.is_empty()).map(str::to_string));
+            }
+            return Ok(());
+        }
         self.counts.entry(source.to_string()).or_default().files += 1;
         let path = self.landing.join(source).join(name);
         if let Some(dir) = path.parent() {
@@ -496,6 +533,31 @@ mod tests {
     use super::*;
     use crate::sources::landing::{list_source, read_file, split_values};
     use crate::sources::records::RecordDecoder;
+
+    #[test]
+    fn messages_are_the_lines_the_files_would_hold() {
+        let opts = GenOptions {
+            minutes: 3,
+            symbols: 4,
+            bad_rate: 0.1,
+            dup_rate: 0.05,
+            ..GenOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let files = generate(dir.path(), &opts).unwrap();
+        let (counts, messages) = generate_messages(&opts).unwrap();
+        for source in MESSAGE_SOURCES {
+            let mut lines = Vec::new();
+            for f in list_source(dir.path(), source).unwrap() {
+                let text = String::from_utf8(read_file(&f.path).unwrap()).unwrap();
+                lines.extend(text.lines().map(str::to_string));
+            }
+            assert_eq!(messages[source], lines, "{source}");
+            let (a, b) = (&counts[source], &files[source]);
+            assert_eq!((a.records, a.bad, a.good), (b.records, b.bad, b.good));
+        }
+        assert_eq!(counts.len(), 2);
+    }
 
     #[test]
     fn counts_match_what_the_bronze_decoder_finds_and_runs_repeat() {

@@ -10,6 +10,7 @@ pub mod fault;
 pub mod generate;
 pub mod gold;
 pub mod ingest_files;
+pub mod ingest_kafka;
 pub mod manifests;
 pub mod orphans;
 pub mod predicate;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_jobs::JobSettings;
+use cryptolake_jobs::sources::kafka_config::KafkaConfig;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,9 @@ pub struct Config {
     pub schedule: Vec<ScheduleSpec>,
     /// The scheduler daemon and its submission API.
     pub scheduler: SchedulerConfig,
+    /// Kafka brokers and topics for `ingest-kafka`; when present, `run all` ingests them too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Config {
@@ -94,9 +98,20 @@ impl Config {
         {
             self.scheduler.token = Some(token);
         }
+        if let Some(kafka) = &mut self.kafka
+            && let Some(ca) = &kafka.ssl_ca_location
+            && Path::new(ca).is_relative()
+        {
+            kafka.ssl_ca_location = Some(base.join(ca).to_string_lossy().into_owned());
+        }
         if self.landing.path.is_relative() {
             self.landing.path = base.join(&self.landing.path);
         }
+    }
+
+    /// The Kafka settings: the `[kafka]` section, or seed 001's defaults without one.
+    pub fn kafka(&self) -> KafkaConfig {
+        self.kafka.clone().unwrap_or_default()
     }
 
     pub fn job_settings(&self) -> JobSettings {
@@ -145,6 +160,25 @@ mod tests {
         assert_eq!(config.schedule.len(), 1);
         assert_eq!(config.schedule[0].job, "maintain");
         assert_eq!(config.schedule[0].expression, "cron(0 3 ? * SUN *)");
+    }
+
+    #[test]
+    fn the_kafka_section_takes_brokers_and_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"b1:9092,b2:9092\"\nssl_ca_location = \"ca.pem\"\n\
+             [[kafka.topics]]\ntopic = \"coinbase-trades\"\nformat = \"trades\"\n",
+        )
+        .unwrap();
+        let kafka = Config::load(Some(&file)).unwrap().kafka();
+        assert_eq!(kafka.broker_list(), ["b1:9092", "b2:9092"]);
+        assert_eq!(kafka.topics.len(), 1);
+        assert_eq!(kafka.topics[0].table(), "bronze.coinbase_trades");
+        let ca = dir.path().join("ca.pem");
+        assert_eq!(kafka.ssl_ca_location.as_deref(), ca.to_str());
+        assert_eq!(Config::default().kafka().topics.len(), 2);
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub enum Command {
     /// Write DIR/cryptolake.toml: the embedded default (SQLite catalog, local warehouse), or
     /// `--catalog glue --warehouse s3://BUCKET/PREFIX [--endpoint URL]`.
     Init(init::InitArgs),
-    /// Generate realistic landing files for every source, deterministic for a seed.
+    /// Generate realistic landing files for every source, deterministic for a seed (with
+    /// --kafka, produce the quotes and trades to the [kafka] topics instead).
     Gen(generate::GenArgs),
     /// Run a job: ingest-files, silver, gold, or all of them in order.
     Run(run::RunArgs),
@@ -113,7 +114,7 @@ fn load_config(cli: &Cli) -> Result<Config, CliError> {
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Init(args) => init::run(args, cli.warehouse.as_deref(), cli.output),
-        Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output),
+        Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output).await,
         Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
         Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,
         Command::Table(cmd) => table::run(cmd, &load_config(&cli)?, cli.output).await,

@@ -10,10 +10,13 @@ use cryptolake_jobs::compact::{Compact, CompactOptions};
 use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
+use cryptolake_jobs::ingest_kafka::IngestKafka;
 use cryptolake_jobs::manifests::{RewriteManifests, RewriteManifestsOptions};
 use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions, parse_duration};
 use cryptolake_jobs::progress::Progress;
 use cryptolake_jobs::silver::Silver;
+use cryptolake_jobs::sources::BronzeInput;
+use cryptolake_jobs::sources::kafka_config::{KafkaConfig, OnMissingOffsets};
 use cryptolake_jobs::{Job, JobContext, RunSummary};
 use iceberg::TableIdent;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,11 +29,13 @@ use super::{CliError, Config};
 pub enum JobName {
     /// New landing files → bronze.<source>.
     IngestFiles,
+    /// Every message in the [kafka] topics now → their bronze tables (exactly once).
+    IngestKafka,
     /// New bronze rows → silver.quotes, silver.trades, silver.quarantine.
     Silver,
     /// New silver rows → gold candles, market snapshot, trader positions.
     Gold,
-    /// ingest-files, silver, gold, in order.
+    /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, in order.
     All,
     /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
     Compact,
@@ -81,6 +86,34 @@ pub struct RunArgs {
     /// expire-snapshots: always keep this many of the latest snapshots.
     #[arg(long, default_value_t = 1)]
     pub retain_last: usize,
+    /// ingest-kafka: brokers as host:port[,host:port...] (overrides kafka.brokers).
+    #[arg(long, env = "CRYPTOLAKE_KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// ingest-kafka: when retention deleted messages never ingested, fail (the default) or
+    /// go on from the earliest offset and report how many were skipped.
+    #[arg(long, value_enum)]
+    pub on_missing_offsets: Option<MissingOffsets>,
+}
+
+/// `--on-missing-offsets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingOffsets {
+    Fail,
+    Earliest,
+}
+
+/// The Kafka settings of this run: the config's, with the flags over them.
+fn kafka_config(args: &RunArgs, config: &Config) -> KafkaConfig {
+    let mut kafka = config.kafka();
+    if let Some(brokers) = &args.brokers {
+        kafka.brokers = brokers.clone();
+    }
+    match args.on_missing_offsets {
+        Some(MissingOffsets::Fail) => kafka.on_missing_offsets = OnMissingOffsets::Fail,
+        Some(MissingOffsets::Earliest) => kafka.on_missing_offsets = OnMissingOffsets::Earliest,
+        None => {}
+    }
+    kafka
 }
 
 /// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
@@ -128,6 +161,12 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     let ctx =
         JobContext::new(lake, config.landing.path.clone(), settings)?.with_progress(bar.clone());
     let jobs = match args.job {
+        JobName::All if config.kafka.is_some() => vec![
+            JobName::IngestFiles,
+            JobName::IngestKafka,
+            JobName::Silver,
+            JobName::Gold,
+        ],
         JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
         JobName::Maintain => vec![
             JobName::Compact,
@@ -145,7 +184,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     let mut plans = serde_json::Map::new();
     let mut summaries = Vec::new();
     for job in jobs {
-        let (plan, summary) = one(job, args, &ctx, &tables, &bar).await?;
+        let (plan, summary) = one(job, args, config, &ctx, &tables, &bar).await?;
         plans.insert(job_name(job).to_string(), plan);
         summaries.extend(summary);
     }
@@ -165,13 +204,22 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
 async fn one(
     job: JobName,
     args: &RunArgs,
+    config: &Config,
     ctx: &JobContext,
     tables: &[TableIdent],
     bar: &Bar,
 ) -> Result<(Value, Option<RunSummary>), CliError> {
     Ok(match job {
         JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, bar).await?,
-        JobName::Silver => step(Silver::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::IngestKafka => {
+            let job = IngestKafka::new(ctx.clone(), kafka_config(args, config));
+            step(job, args.dry_run, bar).await?
+        }
+        JobName::Silver => {
+            let kafka = config.kafka().topics;
+            let job = Silver::new(ctx.clone()).with_inputs(kafka.iter().map(BronzeInput::kafka));
+            step(job, args.dry_run, bar).await?
+        }
         JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, bar).await?,
         JobName::Compact => {
             let options = CompactOptions {
@@ -236,6 +284,7 @@ async fn step<J: Job>(
 fn job_name(job: JobName) -> &'static str {
     match job {
         JobName::IngestFiles => "ingest-files",
+        JobName::IngestKafka => "ingest-kafka",
         JobName::Silver => "silver",
         JobName::Gold => "gold",
         JobName::All => "all",

@@ -20,7 +20,8 @@ use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
-use cryptolake_catalog::layout::{self, LANDING_SOURCES, TableLayout};
+use cryptolake_catalog::lake::parse_ident;
+use cryptolake_catalog::layout::{self, TableLayout};
 use futures::{StreamExt, TryStreamExt};
 use iceberg::spec::Operation;
 use iceberg::table::Table;
@@ -32,6 +33,7 @@ use self::normalize::{Fields, Normalized, Quote, Trade, normalize};
 use crate::context::JobContext;
 use crate::fault::maybe_crash;
 use crate::scan::{self, AppendedFiles};
+use crate::sources::BronzeInput;
 use crate::summary::{RunSummary, SourceCounts, TableRun};
 use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
 use crate::{Error, Result};
@@ -73,6 +75,7 @@ pub fn bookmark_key(source: &str) -> String {
 pub struct SilverInput {
     pub source: String,
     pub bronze_table: String,
+    pub format: String,
     /// Each output's bookmark (bronze snapshot id) when the plan was made.
     pub bookmarks: BTreeMap<Output, Option<i64>>,
     /// The bronze snapshot every output will have consumed after the run.
@@ -103,15 +106,26 @@ impl SilverPlan {
 #[derive(Debug, Clone)]
 pub struct Silver {
     ctx: JobContext,
-    sources: Vec<String>,
+    sources: Vec<BronzeInput>,
 }
 
 impl Silver {
     pub fn new(ctx: JobContext) -> Self {
         Self {
             ctx,
-            sources: LANDING_SOURCES.iter().map(|s| s.to_string()).collect(),
+            sources: BronzeInput::landing_sources(),
         }
+    }
+
+    /// Also reads these bronze tables (Kafka topics' tables); ones that do not exist yet are
+    /// skipped.
+    pub fn with_inputs(mut self, inputs: impl IntoIterator<Item = BronzeInput>) -> Self {
+        for input in inputs {
+            if !self.sources.iter().any(|s| s.table == input.table) {
+                self.sources.push(input);
+            }
+        }
+        self
     }
 
     /// Finds the bronze snapshots each output has not consumed. Writes nothing.
@@ -124,8 +138,10 @@ impl Silver {
             );
         }
         let mut inputs = Vec::new();
-        for source in &self.sources {
-            let ident = layout::bronze(source)?.ident();
+        for input in &self.sources {
+            input.validate()?;
+            let source = &input.name;
+            let ident = parse_ident(&input.table)?;
             let Some(bronze) = self.ctx.lake.table_if_exists(&ident).await? else {
                 continue;
             };
@@ -161,6 +177,7 @@ impl Silver {
             inputs.push(SilverInput {
                 source: source.clone(),
                 bronze_table: ident.to_string(),
+                format: input.format.clone(),
                 bookmarks,
                 through_snapshot: current,
                 snapshots: appended.len(),
@@ -191,7 +208,7 @@ impl Silver {
             let bronze = self
                 .ctx
                 .lake
-                .load_table(&layout::bronze(&input.source)?.ident())
+                .load_table(&parse_ident(&input.bronze_table)?)
                 .await?;
             let mut counts = SourceCounts::default();
             for appended in &input.appended {
@@ -203,13 +220,13 @@ impl Silver {
                 let tasks = scan::tasks_for_files(&bronze, &appended.files, None)?;
                 // Normalizing is pure CPU work: batches go to the blocking pool, a few at a
                 // time and in order, while this task deduplicates and routes.
-                let source = input.source.clone();
+                let format = input.format.clone();
                 let mut batches = scan::read(&bronze, tasks, self.ctx.settings.batch_size)?
                     .map(move |batch| {
-                        let source = source.clone();
+                        let format = format.clone();
                         async move {
                             let batch = batch?;
-                            tokio::task::spawn_blocking(move || normalize_batch(&source, batch))
+                            tokio::task::spawn_blocking(move || normalize_batch(&format, batch))
                                 .await
                                 .map_err(|e| {
                                     Error::Invalid(format!("normalize task failed: {e}"))
@@ -218,8 +235,7 @@ impl Silver {
                     })
                     .buffered(self.ctx.settings.parallelism.max(1));
                 while let Some(rows) = batches.try_next().await? {
-                    run.process(&input.source, &rows, &takes, &mut counts)
-                        .await?;
+                    run.process(input, &rows, &takes, &mut counts).await?;
                 }
             }
             summary.sources.insert(input.source.clone(), counts);
@@ -367,7 +383,7 @@ impl Run {
     /// Routes each row of a normalized bronze batch to quotes, trades or quarantine.
     async fn process(
         &mut self,
-        source: &str,
+        input: &SilverInput,
         rows: &NormalizedBatch,
         takes: &HashMap<Output, bool>,
         counts: &mut SourceCounts,
@@ -393,7 +409,8 @@ impl Run {
             }
             counts.records += 1;
             let origin = Origin {
-                source,
+                source: &input.source,
+                trades: BronzeInput::is_trades(&input.format),
                 file: file.value(row),
                 ingest_us: if ingest.is_null(row) {
                     self.ingest_now_us
@@ -470,7 +487,7 @@ impl Run {
         counts.quarantined += 1;
         self.quarantine.run.rows_in += 1;
         // Also shown against the table the record was meant for.
-        let meant_for = if at.source == "trades" {
+        let meant_for = if at.trades {
             &mut self.trades.run
         } else {
             &mut self.quotes.run
@@ -523,8 +540,8 @@ struct NormalizedBatch {
 }
 
 /// Parses and checks every row of a bronze batch (pure; runs on the blocking pool).
-fn normalize_batch(source: &str, batch: RecordBatch) -> Result<NormalizedBatch> {
-    let mut fields = RowFields::new(source, &batch)?;
+fn normalize_batch(format: &str, batch: RecordBatch) -> Result<NormalizedBatch> {
+    let mut fields = RowFields::new(format, &batch)?;
     let raw = string_column(&batch, "_raw")?;
     let outcomes = (0..batch.num_rows())
         .map(|row| {
@@ -536,7 +553,7 @@ fn normalize_batch(source: &str, batch: RecordBatch) -> Result<NormalizedBatch> 
                     raw: text.to_string(),
                 };
             }
-            match normalize(source, &fields) {
+            match normalize(format, &fields) {
                 Ok(Normalized::Quote(q)) => RowOutcome::Quote(q),
                 Ok(Normalized::Trade(t)) => RowOutcome::Trade(t),
                 Err(reason) => RowOutcome::Bad {
@@ -552,6 +569,8 @@ fn normalize_batch(source: &str, batch: RecordBatch) -> Result<NormalizedBatch> 
 /// Where a bronze row came from.
 struct Origin<'a> {
     source: &'a str,
+    /// The bronze rows hold trades (else quotes).
+    trades: bool,
     file: &'a str,
     ingest_us: i64,
 }

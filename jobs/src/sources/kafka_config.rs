@@ -106,12 +106,13 @@ pub struct KafkaConfig {
     pub sasl_username: Option<String>,
     /// The environment variable holding the SASL password (never the password itself).
     pub sasl_password_env: String,
-    /// A CA bundle for the brokers' TLS certificates (`ssl.ca.location`).
+    /// A PEM CA bundle for the brokers' TLS certificates; the system's roots when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_ca_location: Option<String>,
-    /// Further librdkafka properties, for what the keys above do not cover.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub properties: BTreeMap<String, String>,
+    /// The client id brokers see (quotas, request logs).
+    pub client_id: String,
+    /// How long a request keeps retrying an unreachable broker before the run fails.
+    pub timeout_secs: u64,
 }
 
 impl Default for KafkaConfig {
@@ -130,7 +131,8 @@ impl Default for KafkaConfig {
             sasl_username: None,
             sasl_password_env: "CRYPTOLAKE_KAFKA_SASL_PASSWORD".into(),
             ssl_ca_location: None,
-            properties: BTreeMap::new(),
+            client_id: "cryptolake".into(),
+            timeout_secs: 30,
         }
     }
 }
@@ -138,13 +140,26 @@ impl Default for KafkaConfig {
 /// Record formats a topic's values can have.
 pub const TOPIC_FORMATS: [&str; 2] = ["alpaca_quotes", "trades"];
 
-/// Properties that carry secrets: they must come from the environment, not the file.
-const SECRET_PROPERTIES: [&str; 4] = [
-    "sasl.password",
-    "ssl.key.password",
-    "ssl.keystore.password",
-    "sasl.oauthbearer.client.secret",
-];
+/// SASL mechanisms the client speaks.
+pub const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// SASL settings with the password read from the environment. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslSettings {
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslSettings")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &"****")
+            .finish()
+    }
+}
 
 impl KafkaConfig {
     /// Checks the settings without contacting a broker.
@@ -177,6 +192,15 @@ impl KafkaConfig {
                     t.topic
                 )));
             }
+            if cryptolake_catalog::layout::LANDING_SOURCES
+                .iter()
+                .any(|s| table == format!("bronze.{s}"))
+            {
+                return Err(Error::Invalid(format!(
+                    "kafka topic {}: {table} is ingest-files' table: give the topic another table",
+                    t.topic
+                )));
+            }
             if let Some(other) = tables.insert(table.clone(), t.topic.clone()) {
                 return Err(Error::Invalid(format!(
                     "kafka topics {other} and {} both land in {table}",
@@ -190,61 +214,63 @@ impl KafkaConfig {
                 self.security_protocol.as_str().to_uppercase()
             )));
         }
-        if let Some(key) = self
-            .properties
-            .keys()
-            .find(|k| SECRET_PROPERTIES.contains(&k.as_str()))
+        if let Some(m) = &self.sasl_mechanism
+            && !SASL_MECHANISMS.contains(&m.as_str())
         {
             return Err(Error::Invalid(format!(
-                "kafka.properties.{key} is a secret: put it in the environment \
-                 (sasl_password_env for the SASL password)"
+                "kafka.sasl_mechanism = {m:?}: expected one of {SASL_MECHANISMS:?} \
+                 (for MSK, use SCRAM: IAM and OAUTHBEARER are not supported)"
             )));
+        }
+        if self.security_protocol.uses_sasl() != self.sasl_username.is_some() {
+            return Err(Error::Invalid(
+                "kafka.sasl_username is needed with a SASL security_protocol, and only then".into(),
+            ));
+        }
+        if self.timeout_secs == 0 {
+            return Err(Error::Invalid("kafka.timeout_secs must be positive".into()));
         }
         Ok(())
     }
 
-    /// The client properties (librdkafka names), the SASL password read from the
-    /// environment. Values of secret keys must not be logged: see [`redacted`].
-    pub fn client_properties(&self) -> Result<BTreeMap<String, String>> {
-        let mut props = self.properties.clone();
-        props.insert("bootstrap.servers".into(), self.brokers.clone());
-        props.insert(
-            "security.protocol".into(),
-            self.security_protocol.as_str().into(),
-        );
-        if let Some(m) = &self.sasl_mechanism {
-            props.insert("sasl.mechanism".into(), m.clone());
-        }
-        if let Some(u) = &self.sasl_username {
-            props.insert("sasl.username".into(), u.clone());
-            let password = std::env::var(&self.sasl_password_env).map_err(|_| {
-                Error::Invalid(format!(
-                    "kafka.sasl_username is set but ${} (the SASL password) is not",
-                    self.sasl_password_env
-                ))
-            })?;
-            props.insert("sasl.password".into(), password);
-        }
-        if let Some(ca) = &self.ssl_ca_location {
-            props.insert("ssl.ca.location".into(), ca.clone());
-        }
-        Ok(props)
+    /// The brokers as a list.
+    pub fn broker_list(&self) -> Vec<String> {
+        self.brokers
+            .split(',')
+            .map(|b| b.trim().to_string())
+            .collect()
     }
-}
 
-/// Properties fit to log: secret values replaced by `****`.
-pub fn redacted(props: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    props
-        .iter()
-        .map(|(k, v)| {
-            let v = if SECRET_PROPERTIES.contains(&k.as_str()) {
-                "****".to_string()
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
-        .collect()
+    /// Whether connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        matches!(
+            self.security_protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        )
+    }
+
+    /// The SASL settings, the password read from the environment now (never from the file).
+    pub fn sasl(&self) -> Result<Option<SaslSettings>> {
+        if !self.security_protocol.uses_sasl() {
+            return Ok(None);
+        }
+        let (Some(mechanism), Some(username)) = (&self.sasl_mechanism, &self.sasl_username) else {
+            return Err(Error::Invalid(
+                "kafka: SASL needs sasl_mechanism and sasl_username".into(),
+            ));
+        };
+        let password = std::env::var(&self.sasl_password_env).map_err(|_| {
+            Error::Invalid(format!(
+                "kafka.sasl_username is set but ${} (the SASL password) is not",
+                self.sasl_password_env
+            ))
+        })?;
+        Ok(Some(SaslSettings {
+            mechanism: mechanism.clone(),
+            username: username.clone(),
+            password,
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +304,9 @@ mod tests {
         c.topics[1].table = Some("bronze.coinbase_currencies".into());
         assert!(err(c).contains("both land in bronze.coinbase_currencies"));
         let mut c = base();
+        c.topics[0].topic = "trades".into();
+        assert!(err(c).contains("bronze.trades is ingest-files' table"));
+        let mut c = base();
         c.topics[0].format = "csv".into();
         assert!(err(c).contains("format \"csv\""));
         let c = KafkaConfig {
@@ -285,10 +314,13 @@ mod tests {
             ..base()
         };
         assert!(err(c).contains("SASL_SSL needs kafka.sasl_mechanism"));
-        let mut c = base();
-        c.properties
-            .insert("sasl.password".into(), "hunter2".into());
-        assert!(err(c).contains("is a secret"));
+        let c = KafkaConfig {
+            security_protocol: SecurityProtocol::SaslSsl,
+            sasl_mechanism: Some("AWS_MSK_IAM".into()),
+            sasl_username: Some("u".into()),
+            ..base()
+        };
+        assert!(err(c).contains("IAM and OAUTHBEARER are not supported"));
     }
 
     #[test]
@@ -301,7 +333,7 @@ mod tests {
             ..KafkaConfig::default()
         };
         c.validate().unwrap();
-        let missing = c.client_properties().unwrap_err().to_string();
+        let missing = c.sasl().unwrap_err().to_string();
         assert!(
             missing.contains("$CRYPTOLAKE_TEST_KAFKA_PASSWORD_UNSET"),
             "{missing}"
@@ -310,10 +342,13 @@ mod tests {
             sasl_password_env: "PATH".into(), // set in every test environment
             ..c
         };
-        let props = c.client_properties().unwrap();
-        assert_eq!(props["security.protocol"], "sasl_ssl");
-        assert_eq!(props["sasl.password"], std::env::var("PATH").unwrap());
-        assert_eq!(redacted(&props)["sasl.password"], "****");
-        assert_eq!(redacted(&props)["sasl.username"], "ingest");
+        let sasl = c.sasl().unwrap().unwrap();
+        assert_eq!(sasl.mechanism, "SCRAM-SHA-512");
+        assert_eq!(sasl.password, std::env::var("PATH").unwrap());
+        let shown = format!("{sasl:?} {c:?}");
+        assert!(
+            shown.contains("****") && !shown.contains(&sasl.password),
+            "{shown}"
+        );
     }
 }

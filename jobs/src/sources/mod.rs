@@ -1,7 +1,67 @@
-//! Sources: landing files (local directories) and their record formats, and the Kafka
-//! topics' settings.
+//! Sources: landing files (local directories), Kafka topics, their record formats, and the
+//! bronze tables silver reads.
 
 pub mod bronze;
+pub mod kafka;
 pub mod kafka_config;
 pub mod landing;
 pub mod records;
+
+use cryptolake_catalog::layout::{self, LANDING_SOURCES};
+use serde::Serialize;
+
+use self::kafka_config::{TopicConfig, default_table_name};
+
+/// A bronze table silver reads: its name in silver (the `source` column and the bookmark),
+/// the table, and the record format of its rows (a landing source's fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BronzeInput {
+    pub name: String,
+    pub table: String,
+    pub format: String,
+}
+
+impl BronzeInput {
+    /// `bronze.<source>`, written by `ingest-files`.
+    pub fn landing(source: &str) -> Self {
+        Self {
+            name: source.into(),
+            table: format!("bronze.{source}"),
+            format: source.into(),
+        }
+    }
+
+    /// A topic's table, written by `ingest-kafka`; named as its table (`coinbase_trades`).
+    pub fn kafka(topic: &TopicConfig) -> Self {
+        let table = topic.table();
+        let name = table
+            .strip_prefix("bronze.")
+            .map_or_else(|| default_table_name(&topic.topic), str::to_string);
+        Self {
+            name,
+            table,
+            format: topic.format.clone(),
+        }
+    }
+
+    /// Every landing source's table.
+    pub fn landing_sources() -> Vec<Self> {
+        LANDING_SOURCES.iter().map(|s| Self::landing(s)).collect()
+    }
+
+    /// Whether rows in this format are trades (otherwise quotes).
+    pub fn is_trades(format: &str) -> bool {
+        format == "trades"
+    }
+
+    /// Checks the format is one silver knows.
+    pub fn validate(&self) -> crate::Result<()> {
+        if layout::bronze_source_fields(&self.format).is_none() {
+            return Err(crate::Error::Invalid(format!(
+                "{}: unknown record format {}",
+                self.table, self.format
+            )));
+        }
+        Ok(())
+    }
+}
