@@ -23,8 +23,9 @@ fi
 # Pinned independent readers (stand-ins for Athena): PyIceberg (the s3fs extra is left out: it
 # breaks boto3; the glue extra is its Glue catalog) and DuckDB with its Iceberg, Avro and httpfs
 # extensions from PyPI (loaded by path, offline);
-# and moto's server, the local S3 (and Glue) the tests start.
-REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5"
+# moto's server, the local S3 (and Glue) the tests start; and kafka-python, the independent
+# Kafka producer and consumer of the ingest-kafka tests.
+REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"
@@ -33,4 +34,17 @@ if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != 
   # shellcheck disable=SC2086
   "$CRYPTOLAKE_VENV/bin/pip" install -q $REQS
   echo "$REQS" > "$stamp"
+fi
+
+# tansu, the Kafka-protocol broker the ingest-kafka tests start (Apache Kafka needs Maven,
+# which this network does not reach). Built once into the cache: about 20 minutes on 2 cores.
+# Its SQLite engine (libsql) gives true high watermarks; memory:// does not.
+TANSU="tansu 0.6.0 libsql,dynostore"
+tansu_stamp="$CRYPTOLAKE_CACHE/tansu/.cryptolake-tansu"
+if [ ! -x "$CRYPTOLAKE_CACHE/tansu/bin/tansu" ] || [ "$(cat "$tansu_stamp" 2>/dev/null)" != "$TANSU" ]; then
+  echo "setup: building $TANSU (once; cached in $CRYPTOLAKE_CACHE/tansu)"
+  CARGO_TARGET_DIR="$CRYPTOLAKE_CACHE/tansu-build" cargo install tansu --version 0.6.0 --locked \
+    --features libsql,dynostore --root "$CRYPTOLAKE_CACHE/tansu" --quiet
+  rm -rf "$CRYPTOLAKE_CACHE/tansu-build"
+  echo "$TANSU" > "$tansu_stamp"
 fi

@@ -7,6 +7,7 @@ mod compaction;
 mod crash;
 mod glue;
 mod gold_values;
+mod kafka;
 #[allow(dead_code)] // shared with the catalog and jobs tests, which use all of it
 #[path = "../../catalog/tests/catalog/moto.rs"]
 mod moto;

@@ -1,0 +1,302 @@
+//! `ingest-kafka` against a real Kafka-protocol broker: tansu with its SQLite storage on a free
+//! loopback port (started here, stopped by process id), written to by an independent producer
+//! (kafka-python) and read back by an independent consumer to check the frozen end offsets.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::Project;
+use crate::readers::run_python;
+
+/// A tansu broker whose data (a SQLite file) outlives a stop, so it can come back.
+pub struct Broker {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn tansu() -> PathBuf {
+    if let Some(p) = std::env::var_os("CRYPTOLAKE_TANSU") {
+        return p.into();
+    }
+    let cache = std::env::var_os("CRYPTOLAKE_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cryptolake"),
+        PathBuf::from,
+    );
+    let bin = cache.join("tansu/bin/tansu");
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/setup.sh",
+        bin.display()
+    );
+    bin
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = Self {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            port,
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker on its port and data (again, after `stop`).
+    pub fn restart(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let child = Command::new(tansu())
+            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the broker by process id (SIGKILL: a lost machine).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(tansu())
+            .args(["topic", "create", name, "--partitions"])
+            .arg(partitions.to_string())
+            .args(["--broker", &format!("tcp://{}", self.address())])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "topic create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Trades `first..first+count` from kafka-python, partition `i % 3`, with a key and a header;
+/// every 10th value is not JSON and every 15th (not also 10th) lacks its price.
+const PRODUCE: &str = r#"
+import json, sys
+from kafka import KafkaProducer
+broker, topic, first, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+p = KafkaProducer(bootstrap_servers=broker, linger_ms=20, batch_size=16384)
+for i in range(first, first + count):
+    trade = {"trade_id": f"t{i}", "user_id": f"u{i % 7}", "symbol": "BTC-USD",
+             "side": "buy" if i % 2 else "sell", "quantity": "0.5",
+             "price": f"{43000 + i}.25",
+             "timestamp": f"2026-01-01T00:{(i // 60) % 60:02d}:{i % 60:02d}Z"}
+    if i % 15 == 0:
+        del trade["price"]
+    value = b"not json {" if i % 10 == 0 else json.dumps(trade).encode()
+    p.send(topic, value=value, key=f"k{i}".encode(), partition=i % 3,
+           headers=[("origin", b"simulator")])
+p.flush()
+p.close()
+"#;
+
+/// Reads every partition from the start with kafka-python; prints `{partition: messages}`.
+const CONSUME: &str = r#"
+import json, sys
+from kafka import KafkaConsumer, TopicPartition
+broker, topic = sys.argv[1], sys.argv[2]
+c = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, consumer_timeout_ms=3000)
+parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic))]
+c.assign(parts)
+c.seek_to_beginning()
+seen = {tp.partition: 0 for tp in parts}
+for m in c:
+    seen[m.partition] += 1
+print(json.dumps(seen))
+"#;
+
+fn produce(broker: &Broker, first: u32, count: u32) {
+    let (first, count) = (first.to_string(), count.to_string());
+    let args = [broker.address(), "coinbase-trades".into(), first, count];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_python(PRODUCE, &args);
+}
+
+/// Messages `0..n` that are malformed (not JSON, or no price).
+fn malformed(n: u32) -> u64 {
+    (0..n).filter(|i| i % 10 == 0 || i % 15 == 0).count() as u64
+}
+
+/// A project whose `[kafka]` section points at the broker, with a short broker timeout.
+fn kafka_project(broker: &Broker) -> Project {
+    let p = Project::new();
+    let mut config = std::fs::read_to_string(&p.config).unwrap();
+    config.push_str(&format!(
+        "\n[kafka]\nbrokers = \"{}\"\ntimeout_secs = 3\n\n\
+         [[kafka.topics]]\ntopic = \"coinbase-trades\"\nformat = \"trades\"\n",
+        broker.address()
+    ));
+    std::fs::write(&p.config, config).unwrap();
+    p
+}
+
+fn broker_with_trades() -> Broker {
+    let broker = Broker::start();
+    broker.create_topic("coinbase-trades", 3);
+    broker
+}
+
+/// The offsets the table committed, per partition, from the next run's plan.
+fn committed(p: &Project) -> Value {
+    let plan = p.json(&["run", "ingest-kafka", "--dry-run"]);
+    let partitions = plan["ingest-kafka"]["topics"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    partitions
+        .iter()
+        .map(|q| (q["partition"].to_string(), q["committed"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn distinct_messages(p: &Project) -> u64 {
+    let rows = p.sql(
+        "SELECT count(*) AS n FROM (SELECT DISTINCT _kafka_partition, _kafka_offset \
+         FROM bronze.coinbase_trades)",
+    );
+    rows[0]["n"].as_u64().unwrap()
+}
+
+#[test]
+fn every_message_lands_exactly_once_and_the_table_holds_the_offsets() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    let brokers = broker.address();
+    produce(&broker, 0, 300);
+    p.ok(&["run", "ingest-kafka", "--brokers", &brokers]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 300);
+    // The frozen end offsets are what an independent consumer reads.
+    let consumed = run_python(CONSUME, &[&brokers, "coinbase-trades"]);
+    let consumed: Value = serde_json::from_slice(&consumed).unwrap();
+    assert_eq!(consumed, serde_json::json!({"0": 100, "1": 100, "2": 100}));
+    assert_eq!(committed(&p), consumed);
+    let row = &p.sql(
+        "SELECT trade_id, _record, _kafka_key, _kafka_headers FROM bronze.coinbase_trades \
+         WHERE _kafka_partition = 1 AND _kafka_offset = 2",
+    )[0];
+    assert_eq!(row["trade_id"], "t7");
+    assert_eq!(row["_record"], 2);
+    assert_eq!(row["_kafka_key"], "k7");
+    assert_eq!(row["_kafka_headers"], r#"{"origin":"simulator"}"#);
+
+    produce(&broker, 300, 150);
+    p.ok(&["run", "ingest-kafka", "--brokers", &brokers]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 450);
+    assert_eq!(distinct_messages(&p), 450);
+    let before = p.snapshots();
+    let out = p.ok(&["run", "ingest-kafka", "--brokers", &brokers]);
+    assert!(out.contains("0 snapshot(s)"), "{out}");
+    assert_eq!(p.snapshots(), before, "nothing new: no new snapshot");
+
+    // Silver reads the Kafka bronze table: every malformed message is quarantined.
+    p.ok(&["run", "silver", "--max-bad-fraction", "0.2"]);
+    let bad = malformed(450);
+    assert_eq!(bad, 60);
+    assert_eq!(p.count("silver.trades"), 450 - bad);
+    let q = p.sql(
+        "SELECT count(*) AS n FROM silver.quarantine WHERE source = 'coinbase_trades' \
+         AND file LIKE 'coinbase-trades/%'",
+    );
+    assert_eq!(q[0]["n"], bad);
+    // Exact decimal sum of the good prices, `43000 + i` and a quarter each.
+    let sum = p.sql("SELECT CAST(sum(price) AS VARCHAR) AS s FROM silver.trades");
+    let whole: u64 = (0..450u64)
+        .filter(|i| i % 10 != 0 && i % 15 != 0)
+        .map(|i| 43000 + i)
+        .sum();
+    let quarters = 450 - bad; // 390 quarters: 97.5
+    let text = sum[0]["s"].as_str().unwrap();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    assert_eq!(int, (whole + quarters / 4).to_string(), "{text}");
+    let frac_want = ["", "25", "5", "75"][(quarters % 4) as usize];
+    assert_eq!(frac.trim_end_matches('0'), frac_want, "{text}");
+}
+
+#[test]
+fn killed_between_write_and_commit_the_rerun_lands_exactly_once() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    produce(&broker, 0, 120);
+    p.ok(&["run", "ingest-kafka"]);
+    produce(&broker, 120, 60);
+    let out = p
+        .command(&["run", "ingest-kafka"])
+        .env("CRYPTOLAKE_FAULT", "ingest-kafka:after-write")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "must die by SIGKILL");
+    assert_eq!(p.count("bronze.coinbase_trades"), 120);
+    p.ok(&["run", "ingest-kafka"]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 180);
+    assert_eq!(distinct_messages(&p), 180);
+}
+
+#[test]
+fn a_broker_lost_mid_run_fails_clearly_and_leaves_the_table_unchanged() {
+    let mut broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    produce(&broker, 0, 90);
+    p.ok(&["run", "ingest-kafka"]);
+    produce(&broker, 90, 30);
+    // Planned (ends frozen), then the broker dies before the partitions are read.
+    let run = p
+        .command(&["run", "ingest-kafka"])
+        .env("CRYPTOLAKE_FAULT", "ingest-kafka:before-execute:delay=3000")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.stop();
+    let out = run.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must fail");
+    assert!(
+        err.contains("error: kafka: connecting to") && err.contains("Connection refused"),
+        "{err}"
+    );
+    broker.restart();
+    assert_eq!(p.count("bronze.coinbase_trades"), 90);
+    p.ok(&["run", "ingest-kafka"]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 120);
+    assert_eq!(distinct_messages(&p), 120);
+}
