@@ -332,10 +332,18 @@ impl IngestKafka {
             "kafka messages ingested"
         );
         maybe_crash(JOB, "after-commit");
+        if plan.skipped > 0 {
+            tracing::warn!(
+                topic = %plan.topic,
+                skipped = plan.skipped,
+                "messages deleted by retention before they were ingested were skipped"
+            );
+        }
         let counts = SourceCounts {
             records: messages,
             good: rows,
             files: plan.partitions.len() as u64,
+            skipped: plan.skipped as u64,
             ..Default::default()
         };
         let run = TableRun {

@@ -46,6 +46,10 @@ pub struct SourceCounts {
     pub quarantined: u64,
     pub duplicates_dropped: u64,
     pub files: u64,
+    /// ingest-kafka: messages retention deleted before they were read (skipped under
+    /// `--on-missing-offsets earliest`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
 }
 
 impl RunSummary {

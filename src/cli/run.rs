@@ -340,6 +340,14 @@ fn print_summaries(summaries: &[RunSummary], format: Format) {
             format,
         );
     }
+    for (source, c) in summaries.iter().flat_map(|s| &s.sources) {
+        if c.skipped > 0 {
+            println!(
+                "{source}: {} messages deleted by retention were skipped",
+                c.skipped
+            );
+        }
+    }
     let ms: u64 = summaries.iter().map(|s| s.duration_ms).sum();
     let commits: usize = summaries.iter().map(RunSummary::commits).sum();
     println!(

@@ -300,3 +300,68 @@ fn a_broker_lost_mid_run_fails_clearly_and_leaves_the_table_unchanged() {
     assert_eq!(p.count("bronze.coinbase_trades"), 120);
     assert_eq!(distinct_messages(&p), 120);
 }
+
+#[test]
+fn gen_kafka_feeds_the_default_topics_and_silver_keeps_every_good_record() {
+    let broker = Broker::start();
+    broker.create_topic("coinbase-currencies", 3);
+    broker.create_topic("coinbase-trades", 2);
+    let p = Project::new();
+    let brokers = broker.address();
+    let args = [
+        "--minutes",
+        "3",
+        "--symbols",
+        "4",
+        "--bad-rate",
+        "0.05",
+        "--seed",
+        "9",
+    ];
+    let mut gen_args = vec!["gen", "--kafka", &brokers];
+    gen_args.extend(args);
+    let produced = p.json(&gen_args);
+    let topic = |name: &str| crate::common::find(&produced, "topic", name).clone();
+    let (quotes, trades) = (topic("coinbase-currencies"), topic("coinbase-trades"));
+    assert_eq!(quotes["messages"], 36, "{produced}");
+    assert_eq!(trades["partitions"], 2);
+
+    // The same options as landing files: the same records.
+    let files = p.generate(&args);
+    for (t, source) in [(&quotes, "alpaca_quotes"), (&trades, "trades")] {
+        for key in ["records", "good", "bad"] {
+            assert_eq!(
+                t[key],
+                crate::common::field(&files, source, key),
+                "{source} {key}"
+            );
+        }
+    }
+
+    p.ok(&["run", "ingest-kafka", "--brokers", &brokers]);
+    assert_eq!(
+        p.count("bronze.coinbase_currencies"),
+        quotes["records"].as_u64().unwrap()
+    );
+    assert_eq!(
+        p.count("bronze.coinbase_trades"),
+        trades["messages"].as_u64().unwrap()
+    );
+    p.ok(&["run", "silver"]);
+    let by_source = |table: &str, source: &str| {
+        let q = format!("SELECT count(*) AS n FROM {table} WHERE source = '{source}'");
+        p.sql(&q)[0]["n"].as_u64().unwrap()
+    };
+    assert_eq!(
+        by_source("silver.quotes", "coinbase_currencies"),
+        quotes["good"]
+    );
+    assert_eq!(
+        by_source("silver.trades", "coinbase_trades"),
+        trades["good"]
+    );
+    let bad = quotes["bad"].as_u64().unwrap() + trades["bad"].as_u64().unwrap();
+    let quarantined = by_source("silver.quarantine", "coinbase_currencies")
+        + by_source("silver.quarantine", "coinbase_trades");
+    assert_eq!(quarantined, bad);
+}
