@@ -456,7 +456,7 @@ impl MessageRows {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{AsArray, Int64Array};
+    use arrow::array::{Array, AsArray, Int64Array};
     use arrow::datatypes::Int64Type;
     use chrono::TimeZone;
     use rskafka::record::Record as KafkaRecord;
