@@ -365,3 +365,44 @@ fn gen_kafka_feeds_the_default_topics_and_silver_keeps_every_good_record() {
         + by_source("silver.quarantine", "coinbase_trades");
     assert_eq!(quarantined, bad);
 }
+
+#[test]
+fn a_run_overtaken_between_plan_and_commit_commits_nothing_and_compaction_keeps_the_offsets() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    produce(&broker, 0, 60);
+    p.ok(&["run", "ingest-kafka"]);
+    produce(&broker, 60, 30);
+    // The slow run plans (offsets 60 -> 90), then waits; the quick run takes the same range.
+    let slow = p
+        .command(&["run", "ingest-kafka"])
+        .env("CRYPTOLAKE_FAULT", "ingest-kafka:before-execute:delay=2500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    p.ok(&["run", "ingest-kafka"]);
+    let out = slow.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("another run committed first"), "{err}");
+    assert_eq!(p.count("bronze.coinbase_trades"), 90);
+    assert_eq!(distinct_messages(&p), 90);
+
+    // Compaction's `replace` snapshot carries the offsets forward.
+    p.ok(&[
+        "run",
+        "compact",
+        "--table",
+        "bronze.coinbase_trades",
+        "--min-input-files",
+        "2",
+    ]);
+    let files = p.json(&["table", "files", "bronze.coinbase_trades"]);
+    assert_eq!(files.as_array().unwrap().len(), 1, "{files}");
+    produce(&broker, 90, 15);
+    p.ok(&["run", "ingest-kafka"]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 105);
+    assert_eq!(distinct_messages(&p), 105);
+}
