@@ -184,7 +184,14 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     let mut plans = serde_json::Map::new();
     let mut summaries = Vec::new();
     for job in jobs {
-        let (plan, summary) = one(job, args, config, &ctx, &tables, &bar).await?;
+        let inputs = RunInputs {
+            args,
+            config,
+            ctx: &ctx,
+            tables: &tables,
+            bar: &bar,
+        };
+        let (plan, summary) = one(job, &inputs).await?;
         plans.insert(job_name(job).to_string(), plan);
         summaries.extend(summary);
     }
@@ -200,15 +207,25 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     Ok(())
 }
 
+/// What every job of a `run` is built from.
+#[derive(Clone, Copy)]
+struct RunInputs<'a> {
+    args: &'a RunArgs,
+    config: &'a Config,
+    ctx: &'a JobContext,
+    tables: &'a [TableIdent],
+    bar: &'a Bar,
+}
+
 /// Plans one job from the flags and, unless this is a dry run, executes it.
-async fn one(
-    job: JobName,
-    args: &RunArgs,
-    config: &Config,
-    ctx: &JobContext,
-    tables: &[TableIdent],
-    bar: &Bar,
-) -> Result<(Value, Option<RunSummary>), CliError> {
+async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSummary>), CliError> {
+    let RunInputs {
+        args,
+        config,
+        ctx,
+        tables,
+        bar,
+    } = *run;
     Ok(match job {
         JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, bar).await?,
         JobName::IngestKafka => {

@@ -196,6 +196,20 @@ fn distinct_messages(p: &Project) -> u64 {
     rows[0]["n"].as_u64().unwrap()
 }
 
+/// Starts `run ingest-kafka`, which plans (freezing the end offsets) and then waits `ms`
+/// before it reads anything.
+fn planned_then_paused(p: &Project, ms: u32) -> Child {
+    p.command(&["run", "ingest-kafka"])
+        .env(
+            "CRYPTOLAKE_FAULT",
+            format!("ingest-kafka:before-execute:delay={ms}"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn every_message_lands_exactly_once_and_the_table_holds_the_offsets() {
     let broker = broker_with_trades();
@@ -278,13 +292,7 @@ fn a_broker_lost_mid_run_fails_clearly_and_leaves_the_table_unchanged() {
     p.ok(&["run", "ingest-kafka"]);
     produce(&broker, 90, 30);
     // Planned (ends frozen), then the broker dies before the partitions are read.
-    let run = p
-        .command(&["run", "ingest-kafka"])
-        .env("CRYPTOLAKE_FAULT", "ingest-kafka:before-execute:delay=3000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = planned_then_paused(&p, 3000);
     std::thread::sleep(Duration::from_millis(1500));
     broker.stop();
     let out = run.wait_with_output().unwrap();
@@ -374,13 +382,7 @@ fn a_run_overtaken_between_plan_and_commit_commits_nothing_and_compaction_keeps_
     p.ok(&["run", "ingest-kafka"]);
     produce(&broker, 60, 30);
     // The slow run plans (offsets 60 -> 90), then waits; the quick run takes the same range.
-    let slow = p
-        .command(&["run", "ingest-kafka"])
-        .env("CRYPTOLAKE_FAULT", "ingest-kafka:before-execute:delay=2500")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let slow = planned_then_paused(&p, 2500);
     std::thread::sleep(Duration::from_millis(1000));
     p.ok(&["run", "ingest-kafka"]);
     let out = slow.wait_with_output().unwrap();
