@@ -87,7 +87,25 @@ impl IcebergProvider {
         } else {
             builder.select(columns.iter().copied())
         };
-        Ok(builder.build()?.plan_files().await?.try_collect().await?)
+        let mut tasks: Vec<FileScanTask> =
+            builder.build()?.plan_files().await?.try_collect().await?;
+        // iceberg-rust reads a selected `_file` as its metadata column (the data file's path);
+        // bronze tables have a real column of that name, which is what a query means.
+        if let Some(own) = self
+            .table
+            .metadata()
+            .current_schema()
+            .field_id_by_name("_file")
+        {
+            for task in &mut tasks {
+                for id in &mut task.project_field_ids {
+                    if *id == iceberg::metadata_columns::RESERVED_FIELD_ID_FILE {
+                        *id = own;
+                    }
+                }
+            }
+        }
+        Ok(tasks)
     }
 }
 

@@ -224,10 +224,11 @@ fn every_message_lands_exactly_once_and_the_table_holds_the_offsets() {
     assert_eq!(consumed, serde_json::json!({"0": 100, "1": 100, "2": 100}));
     assert_eq!(committed(&p), consumed);
     let row = &p.sql(
-        "SELECT trade_id, _record, _kafka_key, _kafka_headers FROM bronze.coinbase_trades \
+        "SELECT trade_id, _file, _record, _kafka_key, _kafka_headers FROM bronze.coinbase_trades \
          WHERE _kafka_partition = 1 AND _kafka_offset = 2",
     )[0];
     assert_eq!(row["trade_id"], "t7");
+    assert_eq!(row["_file"], "coinbase-trades/1");
     assert_eq!(row["_record"], 2);
     assert_eq!(row["_kafka_key"], "k7");
     assert_eq!(row["_kafka_headers"], r#"{"origin":"simulator"}"#);
