@@ -123,44 +123,15 @@ pub const MESSAGE_SOURCES: [&str; 2] = ["alpaca_quotes", "trades"];
 /// Messages for Kafka instead of files: the quotes and trades the same options would write,
 /// one message per JSON line (duplicates and malformed lines included), with their counts.
 pub fn generate_messages(opts: &GenOptions) -> Result<(GenSummary, BTreeMap<String, Vec<String>>)> {
-    opts.validate()?;
-    let mut g = Gen {
-        rng: ChaCha8Rng::seed_from_u64(opts.seed),
-        opts,
-        landing: Path::new(""),
-        prices: ASSETS[..opts.symbols].iter().map(|a| a.3).collect(),
-        counts: GenSummary::new(),
-        messages: Some(BTreeMap::new()),
-    };
-    for minute in 0..opts.minutes {
-        g.minute(minute)?;
-    }
+    let mut g = Gen::run(opts, Path::new(""), Some(BTreeMap::new()))?;
     g.counts
         .retain(|source, _| MESSAGE_SOURCES.contains(&source.as_str()));
-    for c in g.counts.values_mut() {
-        c.good = c.records - c.bad - c.duplicates;
-    }
     Ok((g.counts, g.messages.unwrap_or_default()))
 }
 
 /// Writes `opts.minutes` minutes of landing files under `landing`.
 pub fn generate(landing: &Path, opts: &GenOptions) -> Result<GenSummary> {
-    opts.validate()?;
-    let mut g = Gen {
-        rng: ChaCha8Rng::seed_from_u64(opts.seed),
-        opts,
-        landing,
-        prices: ASSETS[..opts.symbols].iter().map(|a| a.3).collect(),
-        counts: GenSummary::new(),
-        messages: None,
-    };
-    for minute in 0..opts.minutes {
-        g.minute(minute)?;
-    }
-    for c in g.counts.values_mut() {
-        c.good = c.records - c.bad - c.duplicates;
-    }
-    Ok(g.counts)
+    Ok(Gen::run(opts, landing, None)?.counts)
 }
 
 /// A record to write: good JSON, a semantically bad object, or malformed text.
@@ -170,7 +141,31 @@ enum Rec {
     Text(String),
 }
 
-impl Gen<'_> {
+impl<'a> Gen<'a> {
+    /// Runs the model for `opts.minutes`, into landing files or (with `messages`) messages.
+    fn run(
+        opts: &'a GenOptions,
+        landing: &'a Path,
+        messages: Option<BTreeMap<String, Vec<String>>>,
+    ) -> Result<Self> {
+        opts.validate()?;
+        let mut g = Gen {
+            rng: ChaCha8Rng::seed_from_u64(opts.seed),
+            opts,
+            landing,
+            prices: ASSETS[..opts.symbols].iter().map(|a| a.3).collect(),
+            counts: GenSummary::new(),
+            messages,
+        };
+        for minute in 0..opts.minutes {
+            g.minute(minute)?;
+        }
+        for c in g.counts.values_mut() {
+            c.good = c.records - c.bad - c.duplicates;
+        }
+        Ok(g)
+    }
+
     fn tick(&mut self) {
         for p in &mut self.prices {
             // Box-Muller normal step, 5 bp per second.

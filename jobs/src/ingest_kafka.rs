@@ -144,15 +144,6 @@ pub struct IngestKafkaPlan {
     pub topics: Vec<TopicPlan>,
 }
 
-impl IngestKafkaPlan {
-    /// True when no topic has a message to read (nor offsets to move past deleted ones).
-    pub fn is_empty(&self) -> bool {
-        self.topics
-            .iter()
-            .all(|t| t.messages == 0 && t.skipped == 0)
-    }
-}
-
 /// Builder for an `ingest-kafka` run.
 #[derive(Debug, Clone)]
 pub struct IngestKafka {
@@ -277,51 +268,20 @@ impl IngestKafka {
             ingest_us,
             batch_size: self.ctx.settings.batch_size,
         });
-        let task = Arc::new(TaskContext::default());
-        let streams = (0..scan.scan().ranges.len())
-            .map(|p| scan.execute(p, task.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        // All partitions are read at once; the writer encodes beside them.
-        let mut batches = futures::stream::select_all(streams);
-        let mut rows = 0u64;
-        let mut read = 0u64;
-        while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(unwrap_df)?;
-            rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
-            let now = scan.messages_read();
-            self.ctx.progress.advance(now - read);
-            read = now;
-        }
+        let rows = self.read_into(&scan, &writer).await?;
         let (data_files, _) = writer.close().await?;
         let messages = scan.messages_read();
         maybe_crash(JOB, "after-write");
 
+        let files_written = data_files.len() as u64;
+        let bytes_written = data_files.iter().map(|f| f.file_size_in_bytes()).sum();
         let next = serde_json::to_string(&plan.next_offsets())
             .map_err(|e| Error::Invalid(format!("kafka offsets: {e}")))?;
-        let (topic, planned) = (plan.topic.clone(), plan.bookmark.clone());
-        let requirement: cryptolake_catalog::Requirement = Arc::new(move |metadata| {
-            let now = current_bookmark(metadata, &topic);
-            if now == planned {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{topic}'s offsets moved from {planned:?} to {now:?}: another run committed first"
-                ))
-            }
-        });
-        let run = TableRun {
-            rows_in: messages,
-            rows_out: rows,
-            files_written: data_files.len() as u64,
-            bytes_written: data_files.iter().map(|f| f.file_size_in_bytes()).sum(),
-            ..Default::default()
-        };
         let commit = SnapshotCommit::append(ident)
             .add_files(data_files)
             .set_property(offsets_key(&plan.topic), next)
             .set_property("cryptolake.job", JOB)
-            .require(requirement);
+            .require(offsets_unchanged(&plan.topic, plan.bookmark.clone()));
         let outcome = self.ctx.lake.commit(&commit).await?;
         tracing::info!(
             topic = %plan.topic,
@@ -347,12 +307,50 @@ impl IngestKafka {
             ..Default::default()
         };
         let run = TableRun {
+            rows_in: messages,
+            rows_out: rows,
+            files_written,
+            bytes_written,
             snapshot_id: Some(outcome.snapshot_id),
             commit_attempts: outcome.attempts,
-            ..run
+            ..Default::default()
         };
         Ok((counts, run))
     }
+
+    /// Reads every partition of the scan at once into the writer; returns the rows written.
+    async fn read_into(&self, scan: &KafkaScanExec, writer: &BackgroundWriter) -> Result<u64> {
+        let task = Arc::new(TaskContext::default());
+        let streams = (0..scan.scan().ranges.len())
+            .map(|p| scan.execute(p, task.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut batches = futures::stream::select_all(streams);
+        let (mut rows, mut reported) = (0u64, 0u64);
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(unwrap_df)?;
+            rows += batch.num_rows() as u64;
+            writer.write(batch).await?;
+            let read = scan.messages_read();
+            self.ctx.progress.advance(read - reported);
+            reported = read;
+        }
+        Ok(rows)
+    }
+}
+
+/// The commit's requirement: the topic's offsets are still those the run planned from.
+fn offsets_unchanged(topic: &str, planned: Option<String>) -> cryptolake_catalog::Requirement {
+    let topic = topic.to_string();
+    Arc::new(move |metadata| {
+        let now = current_bookmark(metadata, &topic);
+        if now == planned {
+            Ok(())
+        } else {
+            Err(format!(
+                "{topic}'s offsets moved from {planned:?} to {now:?}: another run committed first"
+            ))
+        }
+    })
 }
 
 /// Our own error back out of DataFusion's wrapping, so its message and retryability survive.

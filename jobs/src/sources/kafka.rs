@@ -346,14 +346,12 @@ impl PartitionReader {
 
     async fn fetch(&mut self) -> Result<Vec<RecordAndOffset>> {
         let (topic, partition) = (&self.scan.topic, self.range.partition);
-        if self.client.is_none() {
-            let client = connect(&self.scan.config).await?;
-            self.client = Some(partition_client(&client, topic, partition).await?);
-        }
-        let Some(pc) = &self.client else {
-            return Ok(Vec::new());
+        // Each task connects on its own: on a cluster, tasks run in different processes.
+        let pc = match self.client.take() {
+            Some(pc) => pc,
+            None => partition_client(&connect(&self.scan.config).await?, topic, partition).await?,
         };
-        let (records, _high_watermark) = pc
+        let fetched = pc
             .fetch_records(self.next, 1..FETCH_MAX_BYTES, 500)
             .await
             .map_err(|e| {
@@ -361,7 +359,9 @@ impl PartitionReader {
                     format_args!("{topic}/{partition}: fetch at {}", self.next),
                     e,
                 )
-            })?;
+            });
+        self.client = Some(pc);
+        let (records, _high_watermark) = fetched?;
         Ok(records)
     }
 }
