@@ -6,23 +6,29 @@
 //! candidates are rewritten when there are at least `min_input_files` (5) of them or one of them
 //! is oversized. Appends that land meanwhile are kept (the commit layer builds on the newest
 //! snapshot); a group one of whose files was removed meanwhile is dropped and reported, never
-//! resurrecting removed rows. Groups are rewritten concurrently.
+//! resurrecting removed rows. Groups are rewritten concurrently: one plan whose task `i` rewrites
+//! group `i`, in this process or on a Ballista cluster.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use cryptolake_catalog::{Error as CatalogError, SnapshotCommit};
-use futures::{StreamExt, TryStreamExt};
+use std::sync::Arc;
+
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use futures::TryStreamExt;
 use iceberg::TableIdent;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use serde::Serialize;
 
 use crate::context::JobContext;
+use crate::dist::{IcebergWriteNode, TableRef};
 use crate::fault::maybe_crash;
+use crate::provider::IcebergProvider;
 use crate::scan;
 use crate::summary::{RunSummary, TableRun};
-use crate::write::{BackgroundWriter, TableWriter};
 use crate::{Error, Result};
 
 const JOB: &str = "compact";
@@ -152,22 +158,23 @@ impl Compact {
     async fn compact_table(&self, plan: &CompactTablePlan) -> Result<TableRun> {
         let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
         let table = self.ctx.lake.load_table(&ident).await?;
-        let mut pending = Vec::new();
         let mut run = TableRun::default();
-        // Groups are rewritten concurrently (each encodes on its own writer task), in order.
-        let mut rewrites = futures::stream::iter(plan.groups.clone())
-            .map(|group| {
-                let (job, table, target) = (self.clone(), table.clone(), plan.target_size);
-                async move {
-                    let files = job.rewrite(&table, &group, target).await?;
-                    Ok::<_, Error>((group, files))
-                }
-            })
-            .buffered(self.ctx.settings.parallelism.max(1));
-        while let Some((group, files)) = rewrites.try_next().await? {
-            run.rows_in += group.records;
-            pending.push((group, files));
-            self.ctx.progress.advance(1);
+        // One plan rewrites many groups, group `i` in task `i`, spread over the cores (or the
+        // cluster's executors). With partial progress each plan's groups commit on their own.
+        let session = self.ctx.session().await?;
+        let per_plan = if self.options.partial_progress {
+            self.ctx.partitions()
+        } else {
+            plan.groups.len()
+        };
+        let mut pending = Vec::new();
+        for chunk in plan.groups.chunks(per_plan.max(1)) {
+            let written = self
+                .rewrite(&session, &table, chunk, plan.target_size, &mut run.writers)
+                .await?;
+            run.rows_in += chunk.iter().map(|g| g.records).sum::<u64>();
+            self.ctx.progress.advance(chunk.len() as u64);
+            pending.extend(chunk.iter().cloned().zip(written));
             if self.options.partial_progress {
                 self.commit_groups(&ident, std::mem::take(&mut pending), &mut run)
                     .await?;
@@ -229,27 +236,49 @@ impl Compact {
         Ok(())
     }
 
-    /// Reads a group's rows and writes them again at the target size.
+    /// Reads the groups' rows and writes them again at the target size: one plan, a scan
+    /// partition and a write task per group. Returns each group's new files, in order.
     async fn rewrite(
         &self,
+        session: &datafusion::prelude::SessionContext,
         table: &Table,
-        group: &CompactGroup,
+        groups: &[CompactGroup],
         target: u64,
-    ) -> Result<Vec<DataFile>> {
-        let writer = BackgroundWriter::spawn(TableWriter::new(table, target as usize)?, 2);
-        let tasks = scan::tasks_for_files(table, &group.files, None)?;
-        let mut rows = scan::read(table, tasks, self.ctx.settings.batch_size)?;
-        while let Some(batch) = rows.try_next().await? {
-            writer.write(batch).await?;
+        writers: &mut std::collections::BTreeSet<String>,
+    ) -> Result<Vec<Vec<DataFile>>> {
+        let files = groups.iter().map(|g| g.files.clone()).collect();
+        let provider = IcebergProvider::with_groups(table.clone(), files)?;
+        let scan = LogicalPlanBuilder::scan(
+            table.identifier().to_string(),
+            provider_as_source(Arc::new(provider)),
+            None,
+        )?
+        .build()?;
+        let table_ref = TableRef::of(table);
+        let write = IcebergWriteNode::new(scan, Arc::new(table_ref.clone()), target as usize);
+        let written = self
+            .ctx
+            .engine
+            .write(session, &table_ref, write.into_plan())
+            .await?;
+        let mut out: Vec<Vec<DataFile>> = vec![Vec::new(); groups.len()];
+        writers.extend(written.iter().map(|w| w.writer.clone()));
+        for w in written {
+            let slot = out.get_mut(w.partition as usize).ok_or_else(|| {
+                Error::Invalid(format!("a write returned unknown group {}", w.partition))
+            })?;
+            slot.push(w.file);
         }
-        let (files, written) = writer.close().await?;
-        if written != group.records {
-            return Err(Error::Invalid(format!(
-                "compaction read {written} rows from files holding {}: refusing to commit",
-                group.records
-            )));
+        for (group, files) in groups.iter().zip(&out) {
+            let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+            if rows != group.records {
+                return Err(Error::Invalid(format!(
+                    "compaction read {rows} rows from files holding {}: refusing to commit",
+                    group.records
+                )));
+            }
         }
-        Ok(files)
+        Ok(out)
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use cryptolake_catalog::Lake;
 
+use crate::dist::Engine;
 use crate::progress::{self, Progress};
 
 use crate::{Error, Result};
@@ -60,6 +61,8 @@ pub struct JobContext {
     pub settings: JobSettings,
     /// Where jobs report progress (nothing by default).
     pub progress: Arc<dyn Progress>,
+    /// Where plans run: this process (the default) or a Ballista cluster.
+    pub engine: Engine,
 }
 
 impl JobContext {
@@ -70,7 +73,33 @@ impl JobContext {
             landing,
             settings,
             progress: progress::none(),
+            engine: Engine::InProcess,
         })
+    }
+
+    /// Runs plans on `engine`.
+    pub fn with_engine(mut self, engine: Engine) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// Tasks per plan stage in this process; a cluster asks its executors.
+    pub fn partitions(&self) -> usize {
+        match &self.engine {
+            Engine::Cluster(c) => c.partitions.unwrap_or(self.settings.parallelism),
+            Engine::InProcess => self.settings.parallelism,
+        }
+    }
+
+    /// A DataFusion session on the engine, with the lake's storage for cryptolake's nodes.
+    pub async fn session(&self) -> Result<datafusion::prelude::SessionContext> {
+        self.engine
+            .session(
+                self.lake.file_io(),
+                self.settings.parallelism,
+                self.settings.batch_size,
+            )
+            .await
     }
 
     /// Reports progress to `progress`.

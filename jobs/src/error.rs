@@ -49,6 +49,10 @@ pub enum Error {
     Bookmark(String),
     #[error("{0}")]
     Invalid(String),
+    /// The Ballista cluster failed the run (an executor lost, a task failed) or could not be
+    /// reached; running the job again may succeed.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 impl Error {
@@ -57,7 +61,7 @@ impl Error {
         match self {
             Error::Catalog(e) => e.is_retryable(),
             Error::Iceberg(e) => e.retryable(),
-            Error::Io { .. } | Error::Kafka(_) => true,
+            Error::Io { .. } | Error::Kafka(_) | Error::Cluster(_) => true,
             _ => false,
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod compact;
 pub mod context;
+pub mod dist;
 mod error;
 pub mod expire;
 pub mod fault;

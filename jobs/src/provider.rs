@@ -39,6 +39,8 @@ pub struct IcebergProvider {
     table: Table,
     snapshot_id: Option<i64>,
     files: Option<Vec<DataFile>>,
+    /// Files in fixed groups, one scan partition each (compaction's bin-packed groups).
+    groups: Option<Vec<Vec<DataFile>>>,
     schema: SchemaRef,
 }
 
@@ -50,6 +52,7 @@ impl IcebergProvider {
             table,
             snapshot_id: None,
             files: None,
+            groups: None,
             schema,
         })
     }
@@ -66,6 +69,46 @@ impl IcebergProvider {
     pub fn with_files(table: Table, files: Vec<DataFile>) -> Result<Self> {
         Ok(Self {
             files: Some(files),
+            ..Self::new(table)?
+        })
+    }
+
+    /// These data files, in these groups: group `i` is read by scan partition `i`.
+    pub fn with_groups(table: Table, groups: Vec<Vec<DataFile>>) -> Result<Self> {
+        Ok(Self {
+            groups: Some(groups),
+            ..Self::new(table)?
+        })
+    }
+
+    /// The table as plans carry it (no FileIO, no credentials).
+    pub fn table_ref(&self) -> crate::dist::TableRef {
+        crate::dist::TableRef::of(&self.table)
+    }
+
+    pub fn snapshot_id(&self) -> Option<i64> {
+        self.snapshot_id
+    }
+
+    pub fn files(&self) -> Option<&[DataFile]> {
+        self.files.as_deref()
+    }
+
+    pub fn groups(&self) -> Option<&[Vec<DataFile>]> {
+        self.groups.as_deref()
+    }
+
+    /// Rebuilds a provider from its parts (the codec's decode).
+    pub fn from_parts(
+        table: Table,
+        snapshot_id: Option<i64>,
+        files: Option<Vec<DataFile>>,
+        groups: Option<Vec<Vec<DataFile>>>,
+    ) -> Result<Self> {
+        Ok(Self {
+            snapshot_id,
+            files,
+            groups,
             ..Self::new(table)?
         })
     }
@@ -135,11 +178,20 @@ impl TableProvider for IcebergProvider {
             None => self.schema.clone(),
         };
         let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let tasks = self.tasks(&columns).await.map_err(df_err)?;
-        let partitions = state.config().target_partitions().max(1);
+        let groups = match &self.groups {
+            Some(groups) => groups
+                .iter()
+                .map(|g| scan::tasks_for_files(&self.table, g, Some(&columns)))
+                .collect::<Result<Vec<_>>>()
+                .map_err(df_err)?,
+            None => {
+                let tasks = self.tasks(&columns).await.map_err(df_err)?;
+                group_by_size(tasks, state.config().target_partitions().max(1))
+            }
+        };
         Ok(Arc::new(IcebergScanExec::new(
             self.table.clone(),
-            group_by_size(tasks, partitions),
+            groups,
             schema,
             state.config().batch_size(),
             limit,
@@ -201,6 +253,18 @@ impl IcebergScanExec {
     /// The task groups, one per partition.
     pub fn groups(&self) -> &[Vec<FileScanTask>] {
         &self.groups
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    pub fn limit(&self) -> Option<usize> {
+        self.limit
     }
 }
 

@@ -21,6 +21,10 @@ pub struct TableRun {
     /// compact: groups dropped because a concurrent writer removed one of their files.
     #[serde(skip_serializing_if = "is_zero")]
     pub groups_dropped: u64,
+    /// Processes (`host:pid`) that wrote the files: this one in-process, executors on a
+    /// cluster.
+    #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub writers: std::collections::BTreeSet<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

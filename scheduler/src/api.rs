@@ -58,7 +58,9 @@ impl IntoResponse for Error {
         let status = match &self {
             Error::RunNotFound(_) => StatusCode::NOT_FOUND,
             Error::Config(_) | Error::Expression(_) => StatusCode::CONFLICT,
-            Error::History(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::History(_) | Error::Io(_) | Error::Cluster(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         problem(status, self.to_string())
     }

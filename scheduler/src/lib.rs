@@ -7,6 +7,7 @@
 //! crashed job cannot take the daemon down with it.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod cron;
 pub mod daemon;
@@ -14,6 +15,7 @@ mod error;
 pub mod export;
 pub mod expr;
 pub mod history;
+pub mod local_cluster;
 pub mod runner;
 
 pub use config::{ScheduleSpec, SchedulerConfig};

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
+use cryptolake_scheduler::cluster::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +66,24 @@ pub struct Config {
     /// Kafka brokers and topics for `ingest-kafka`; when present, `run all` ingests them too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kafka: Option<KafkaConfig>,
+    /// A Ballista cluster: where jobs run (`url`) and how its processes start.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: jobs run on the cluster at `url` when it is set (or `--cluster` is given), in
+/// this process otherwise; `[cluster.scheduler]` and `[cluster.executor]` configure
+/// `cryptolake cluster scheduler|executor`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `df://HOST:PORT` of the scheduler jobs are submitted to.
+    pub url: Option<String>,
+    /// Tasks per stage; by default the executors' task slots.
+    pub partitions: Option<usize>,
+    /// Runs of a job the cluster failed for a reason that can pass (default 3).
+    pub max_attempts: Option<u32>,
+    pub scheduler: ClusterSchedulerConfig,
+    pub executor: ClusterExecutorConfig,
 }
 
 impl Config {

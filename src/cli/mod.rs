@@ -1,5 +1,6 @@
 //! Arguments, the error-to-exit-code mapping, and dispatch to one module per verb.
 
+mod cluster;
 mod config;
 mod generate;
 mod init;
@@ -61,6 +62,9 @@ pub enum Command {
     Scheduler(scheduler::SchedulerArgs),
     /// Submit, list, inspect and cancel runs through a running scheduler's API.
     Job(job::JobArgs),
+    /// A Ballista cluster: scheduler and executor processes, a local cluster (up, down, status).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// A failure, with the exit code it maps to.
@@ -124,6 +128,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             scheduler::run(args, &load_config(&cli)?, file.as_deref()).await
         }
         Command::Job(args) => job::run(args, &load_config(&cli)?, cli.output).await,
+        Command::Cluster(cmd) => {
+            let file = config_file(&cli);
+            cluster::run(cmd, &load_config(&cli)?, file.as_deref(), cli.output).await
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cryptolake_catalog::Lake;
 use cryptolake_catalog::lake::parse_ident;
 use cryptolake_jobs::compact::{Compact, CompactOptions};
+use cryptolake_jobs::dist::{ClusterSettings, Engine};
 use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
 use cryptolake_jobs::gold::Gold;
 use cryptolake_jobs::ingest_files::IngestFiles;
@@ -89,6 +90,14 @@ pub struct RunArgs {
     /// ingest-kafka: brokers as host:port[,host:port...] (overrides kafka.brokers).
     #[arg(long, env = "CRYPTOLAKE_KAFKA_BROKERS")]
     pub brokers: Option<String>,
+    /// Run the job's plans on this Ballista cluster (df://HOST:PORT) instead of in this
+    /// process (overrides cluster.url).
+    #[arg(long, value_name = "URL", env = "CRYPTOLAKE_CLUSTER")]
+    pub cluster: Option<String>,
+    /// On a cluster: runs of a job that failed for a reason that can pass, such as a lost
+    /// executor (overrides cluster.max_attempts; default 3).
+    #[arg(long)]
+    pub max_attempts: Option<u32>,
     /// ingest-kafka: when retention deleted messages never ingested, fail (the default) or
     /// go on from the earliest offset and report how many were skipped.
     #[arg(long, value_enum)]
@@ -114,6 +123,24 @@ fn kafka_config(args: &RunArgs, config: &Config) -> KafkaConfig {
         None => {}
     }
     kafka
+}
+
+/// Where this run's plans run: `--cluster` or `[cluster] url`, else in this process.
+fn engine(args: &RunArgs, config: &Config) -> Result<Engine, CliError> {
+    let Some(url) = args.cluster.clone().or_else(|| config.cluster.url.clone()) else {
+        return Ok(Engine::InProcess);
+    };
+    let defaults = ClusterSettings::default();
+    let settings = ClusterSettings {
+        url,
+        partitions: config.cluster.partitions,
+        max_attempts: args
+            .max_attempts
+            .or(config.cluster.max_attempts)
+            .unwrap_or(defaults.max_attempts),
+    };
+    settings.validate()?;
+    Ok(Engine::Cluster(settings))
 }
 
 /// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
@@ -158,8 +185,9 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     }
     let lake = Lake::open(&config.catalog).await?;
     let bar = Arc::new(Bar::new(format));
-    let ctx =
-        JobContext::new(lake, config.landing.path.clone(), settings)?.with_progress(bar.clone());
+    let ctx = JobContext::new(lake, config.landing.path.clone(), settings)?
+        .with_progress(bar.clone())
+        .with_engine(engine(args, config)?);
     let jobs = match args.job {
         JobName::All if config.kafka.is_some() => vec![
             JobName::IngestFiles,

@@ -187,7 +187,7 @@ pub async fn produce(
 }
 
 /// Offsets `[start, end)` of one partition to read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OffsetRange {
     pub partition: i32,
     pub start: i64,

@@ -1,0 +1,789 @@
+//! Ballista codecs for cryptolake's plan nodes. Each wraps Ballista's own codec and delegates
+//! every node it does not own (shuffles, file formats, functions) to it; the first byte of an
+//! encoding tags who wrote it. cryptolake's nodes travel as JSON: tables as [`TableRef`]s, files
+//! as iceberg's data-file JSON, Kafka settings without secrets. Decoding opens tables with the
+//! decoding process's own FileIO, so credentials never ride inside a plan.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::catalog::TableProvider;
+use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use iceberg::io::FileIO;
+use iceberg::scan::FileScanTask;
+use serde::{Deserialize, Serialize};
+
+use super::table_ref::{TableRef, files_from_json, files_to_json};
+use super::write::{IcebergWriteExec, IcebergWriteNode};
+use crate::provider::{IcebergProvider, IcebergScanExec};
+use crate::sources::kafka::{KafkaScanExec, OffsetRange, TopicScan};
+use crate::sources::kafka_config::KafkaConfig;
+
+/// Encoded by Ballista's codec.
+const TAG_BALLISTA: u8 = 0;
+/// Encoded by cryptolake's codec.
+const TAG_CRYPTOLAKE: u8 = 1;
+
+fn err(e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Internal(format!("cryptolake codec: {e}"))
+}
+
+fn json_err(e: serde_json::Error) -> DataFusionError {
+    err(e)
+}
+
+fn lib_err(e: crate::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// Splits a tagged buffer.
+fn untag(buf: &[u8]) -> DfResult<(u8, &[u8])> {
+    buf.split_first()
+        .map(|(t, rest)| (*t, rest))
+        .ok_or_else(|| err("empty buffer"))
+}
+
+fn encode_ours(value: &impl Serialize, buf: &mut Vec<u8>) -> DfResult<()> {
+    buf.push(TAG_CRYPTOLAKE);
+    serde_json::to_writer(buf, value).map_err(json_err)
+}
+
+fn delegate(buf: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> DfResult<()>) -> DfResult<()> {
+    let mut inner = Vec::new();
+    f(&mut inner)?;
+    buf.push(TAG_BALLISTA);
+    buf.extend_from_slice(&inner);
+    Ok(())
+}
+
+/// An Arrow schema as IPC flatbuffer bytes.
+fn schema_bytes(schema: &Schema) -> Vec<u8> {
+    arrow::ipc::convert::IpcSchemaEncoder::new()
+        .schema_to_fb(schema)
+        .finished_data()
+        .to_vec()
+}
+
+fn schema_from(bytes: &[u8]) -> DfResult<SchemaRef> {
+    let fb = arrow::ipc::root_as_schema(bytes).map_err(err)?;
+    Ok(Arc::new(arrow::ipc::convert::fb_to_schema(fb)))
+}
+
+/// A file scan task as plans carry it. iceberg's own `FileScanTask` does not serialize its
+/// partition value; cryptolake's tasks have no deletes and no residual predicate, and read
+/// whole files whose columns are all present, so path, range, schema id and projection are all
+/// there is.
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskSpec {
+    path: String,
+    file_size: u64,
+    start: u64,
+    length: u64,
+    record_count: Option<u64>,
+    schema_id: i32,
+    project_field_ids: Vec<i32>,
+}
+
+impl TaskSpec {
+    fn of(task: &FileScanTask) -> DfResult<Self> {
+        if !task.deletes.is_empty() || task.predicate.is_some() {
+            return Err(err("scan tasks with deletes or predicates do not travel"));
+        }
+        Ok(Self {
+            path: task.data_file_path.clone(),
+            file_size: task.file_size_in_bytes,
+            start: task.start,
+            length: task.length,
+            record_count: task.record_count,
+            schema_id: task.schema.schema_id(),
+            project_field_ids: task.project_field_ids.clone(),
+        })
+    }
+
+    fn task(self, table: &TableRef) -> DfResult<FileScanTask> {
+        let schema = table
+            .metadata
+            .schema_by_id(self.schema_id)
+            .ok_or_else(|| err(format!("{} has no schema {}", table.name(), self.schema_id)))?
+            .clone();
+        Ok(FileScanTask {
+            file_size_in_bytes: self.file_size,
+            start: self.start,
+            length: self.length,
+            record_count: self.record_count,
+            data_file_path: self.path,
+            data_file_format: iceberg::spec::DataFileFormat::Parquet,
+            schema,
+            project_field_ids: self.project_field_ids,
+            predicate: None,
+            deletes: Vec::new(),
+            partition: None,
+            partition_spec: None,
+            name_mapping: None,
+            case_sensitive: true,
+        })
+    }
+}
+
+/// cryptolake's logical nodes and table providers.
+#[derive(Debug, Serialize, Deserialize)]
+enum LogicalNode {
+    IcebergWrite {
+        table: TableRef,
+        target_file_size: usize,
+    },
+    IcebergTable {
+        table: TableRef,
+        snapshot_id: Option<i64>,
+        files: Option<Vec<String>>,
+        groups: Option<Vec<Vec<String>>>,
+    },
+}
+
+/// cryptolake's physical nodes.
+#[derive(Debug, Serialize, Deserialize)]
+enum PhysicalNode {
+    IcebergScan {
+        table: TableRef,
+        groups: Vec<Vec<TaskSpec>>,
+        schema: Vec<u8>,
+        batch_size: usize,
+        limit: Option<usize>,
+    },
+    IcebergWrite {
+        table: TableRef,
+        target_file_size: usize,
+    },
+    KafkaScan {
+        config: KafkaConfig,
+        topic: String,
+        format: String,
+        ranges: Vec<OffsetRange>,
+        schema: Vec<u8>,
+        ingest_us: i64,
+        batch_size: usize,
+    },
+}
+
+/// The logical codec: the client encodes, the scheduler decodes.
+#[derive(Debug)]
+pub struct CryptolakeLogicalCodec {
+    inner: BallistaLogicalExtensionCodec,
+    file_io: FileIO,
+}
+
+impl CryptolakeLogicalCodec {
+    /// Tables decode with `file_io` (this process's storage access).
+    pub fn new(file_io: FileIO) -> Self {
+        Self {
+            inner: BallistaLogicalExtensionCodec::default(),
+            file_io,
+        }
+    }
+}
+
+impl LogicalExtensionCodec for CryptolakeLogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> DfResult<Extension> {
+        let (tag, rest) = untag(buf)?;
+        if tag == TAG_BALLISTA {
+            return self.inner.try_decode(rest, inputs, ctx);
+        }
+        match serde_json::from_slice(rest).map_err(json_err)? {
+            LogicalNode::IcebergWrite {
+                table,
+                target_file_size,
+            } => {
+                let input = inputs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| err("IcebergWrite without input"))?;
+                let node = IcebergWriteNode::new(input, Arc::new(table), target_file_size);
+                Ok(Extension {
+                    node: Arc::new(node),
+                })
+            }
+            other => Err(err(format!("{other:?} is not a plan node"))),
+        }
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
+        match node.node.as_any().downcast_ref::<IcebergWriteNode>() {
+            Some(write) => encode_ours(
+                &LogicalNode::IcebergWrite {
+                    table: write.table.as_ref().clone(),
+                    target_file_size: write.target_file_size,
+                },
+                buf,
+            ),
+            None => delegate(buf, |b| self.inner.try_encode(node, b)),
+        }
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        let (tag, rest) = untag(buf)?;
+        if tag == TAG_BALLISTA {
+            return self
+                .inner
+                .try_decode_table_provider(rest, table_ref, schema, ctx);
+        }
+        match serde_json::from_slice(rest).map_err(json_err)? {
+            LogicalNode::IcebergTable {
+                table,
+                snapshot_id,
+                files,
+                groups,
+            } => {
+                let files = files
+                    .map(|f| files_from_json(&table.metadata, &f))
+                    .transpose()
+                    .map_err(lib_err)?;
+                let groups = groups
+                    .map(|gs| {
+                        gs.iter()
+                            .map(|g| files_from_json(&table.metadata, g))
+                            .collect::<crate::Result<Vec<_>>>()
+                    })
+                    .transpose()
+                    .map_err(lib_err)?;
+                let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
+                let provider = IcebergProvider::from_parts(opened, snapshot_id, files, groups)
+                    .map_err(lib_err)?;
+                Ok(Arc::new(provider))
+            }
+            other => Err(err(format!("{other:?} is not a table"))),
+        }
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> DfResult<()> {
+        let Some(provider) = node.as_any().downcast_ref::<IcebergProvider>() else {
+            return delegate(buf, |b| {
+                self.inner.try_encode_table_provider(table_ref, node, b)
+            });
+        };
+        let table = provider.table_ref();
+        let files = provider
+            .files()
+            .map(|f| files_to_json(&table.metadata, f))
+            .transpose()
+            .map_err(lib_err)?;
+        let groups = provider
+            .groups()
+            .map(|gs| {
+                gs.iter()
+                    .map(|g| files_to_json(&table.metadata, g))
+                    .collect::<crate::Result<Vec<_>>>()
+            })
+            .transpose()
+            .map_err(lib_err)?;
+        encode_ours(
+            &LogicalNode::IcebergTable {
+                snapshot_id: provider.snapshot_id(),
+                table,
+                files,
+                groups,
+            },
+            buf,
+        )
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn FileFormatFactory>> {
+        let (_, rest) = untag(buf)?;
+        self.inner.try_decode_file_format(rest, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> DfResult<()> {
+        delegate(buf, |b| self.inner.try_encode_file_format(b, node))
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<AggregateUDF>> {
+        self.inner.try_decode_udaf(name, buf)
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<WindowUDF>> {
+        self.inner.try_decode_udwf(name, buf)
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+/// The physical codec: the scheduler encodes stages, executors decode tasks.
+#[derive(Debug)]
+pub struct CryptolakePhysicalCodec {
+    inner: BallistaPhysicalExtensionCodec,
+    file_io: FileIO,
+}
+
+impl CryptolakePhysicalCodec {
+    /// Tables decode with `file_io` (this process's storage access).
+    pub fn new(file_io: FileIO) -> Self {
+        Self {
+            inner: BallistaPhysicalExtensionCodec::default(),
+            file_io,
+        }
+    }
+
+    fn encode_node(&self, node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<PhysicalNode>> {
+        let any = node.as_any();
+        if let Some(scan) = any.downcast_ref::<IcebergScanExec>() {
+            let groups = scan
+                .groups()
+                .iter()
+                .map(|g| g.iter().map(TaskSpec::of).collect::<DfResult<Vec<_>>>())
+                .collect::<DfResult<Vec<_>>>()?;
+            return Ok(Some(PhysicalNode::IcebergScan {
+                table: TableRef::of(scan.table()),
+                groups,
+                schema: schema_bytes(&scan.schema()),
+                batch_size: scan.batch_size(),
+                limit: scan.limit(),
+            }));
+        }
+        if let Some(write) = any.downcast_ref::<IcebergWriteExec>() {
+            return Ok(Some(PhysicalNode::IcebergWrite {
+                table: write.table_ref().as_ref().clone(),
+                target_file_size: write.target_file_size(),
+            }));
+        }
+        if let Some(kafka) = any.downcast_ref::<KafkaScanExec>() {
+            let scan = kafka.scan();
+            return Ok(Some(PhysicalNode::KafkaScan {
+                config: scan.config.as_ref().clone(),
+                topic: scan.topic.clone(),
+                format: scan.format.clone(),
+                ranges: scan.ranges.clone(),
+                schema: schema_bytes(&scan.schema),
+                ingest_us: scan.ingest_us,
+                batch_size: scan.batch_size,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn decode_node(
+        &self,
+        node: PhysicalNode,
+        inputs: &[Arc<dyn ExecutionPlan>],
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(match node {
+            PhysicalNode::IcebergScan {
+                table,
+                groups,
+                schema,
+                batch_size,
+                limit,
+            } => {
+                let groups = groups
+                    .into_iter()
+                    .map(|g| g.into_iter().map(|t| t.task(&table)).collect())
+                    .collect::<DfResult<Vec<Vec<_>>>>()?;
+                let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
+                Arc::new(IcebergScanExec::new(
+                    opened,
+                    groups,
+                    schema_from(&schema)?,
+                    batch_size,
+                    limit,
+                ))
+            }
+            PhysicalNode::IcebergWrite {
+                table,
+                target_file_size,
+            } => {
+                let input = inputs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| err("IcebergWriteExec without input"))?;
+                let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
+                Arc::new(IcebergWriteExec::new(
+                    input,
+                    Arc::new(table),
+                    opened,
+                    target_file_size,
+                ))
+            }
+            PhysicalNode::KafkaScan {
+                config,
+                topic,
+                format,
+                ranges,
+                schema,
+                ingest_us,
+                batch_size,
+            } => Arc::new(KafkaScanExec::new(TopicScan {
+                config: Arc::new(config),
+                topic,
+                format,
+                ranges,
+                schema: schema_from(&schema)?,
+                ingest_us,
+                batch_size,
+            })),
+        })
+    }
+}
+
+impl PhysicalExtensionCodec for CryptolakePhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let (tag, rest) = untag(buf)?;
+        if tag == TAG_BALLISTA {
+            return self.inner.try_decode(rest, inputs, ctx);
+        }
+        let node: PhysicalNode = serde_json::from_slice(rest).map_err(json_err)?;
+        self.decode_node(node, inputs)
+    }
+
+    fn try_encode(&self, node: Arc<dyn ExecutionPlan>, buf: &mut Vec<u8>) -> DfResult<()> {
+        match self.encode_node(&node)? {
+            Some(ours) => encode_ours(&ours, buf),
+            None => delegate(buf, |b| self.inner.try_encode(node, b)),
+        }
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        self.inner.try_decode_udf(name, buf)
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udf(node, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<AggregateUDF>> {
+        self.inner.try_decode_udaf(name, buf)
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<WindowUDF>> {
+        self.inner.try_decode_udwf(name, buf)
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode_udwf(node, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::datasource::provider_as_source;
+    use datafusion::logical_expr::LogicalPlanBuilder;
+    use datafusion::physical_plan::displayable;
+    use datafusion::prelude::SessionContext;
+    use datafusion_proto::bytes::{
+        logical_plan_from_bytes_with_extension_codec, logical_plan_to_bytes_with_extension_codec,
+        physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    };
+    use iceberg::table::Table;
+
+    use super::*;
+    use crate::dist::{Engine, IcebergWriteNode};
+    use crate::sources::kafka_config::KafkaConfig;
+
+    struct Fixture {
+        lake: cryptolake_catalog::Lake,
+        table: Table,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A lake with silver.trades holding three files of two rows each.
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let config = cryptolake_catalog::config::CatalogConfig {
+            path: dir.path().join("catalog.db"),
+            warehouse: dir.path().join("warehouse").to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let lake = cryptolake_catalog::Lake::open(&config).await.unwrap();
+        let table = lake
+            .ensure_table(&cryptolake_catalog::layout::silver_trades())
+            .await
+            .unwrap();
+        let ctx = SessionContext::new();
+        let mut files = Vec::new();
+        for i in 0..3 {
+            let sql = format!(
+                "SELECT 'gen' AS source, 'T{i}' AS trade_id, 'u1' AS user_id, 'BTC-USD' AS symbol, \
+                 'buy' AS side, arrow_cast(1, 'Decimal128(38, 16)') AS quantity, \
+                 arrow_cast(100.5, 'Decimal128(38, 16)') AS price, \
+                 arrow_cast(TIMESTAMP '2026-01-0{d} 00:00:00', 'Timestamp(Microsecond, None)') AS event_time, \
+                 arrow_cast(TIMESTAMP '2026-01-05 00:00:00', 'Timestamp(Microsecond, None)') AS ingest_time, \
+                 DATE '2026-01-0{d}' AS date, 2026 AS year, 1 AS month, {d} AS day, 0 AS hour, \
+                 'f' AS bronze_file \
+                 UNION ALL SELECT 'gen', 'T{i}b', 'u2', 'BTC-USD', 'sell', \
+                 arrow_cast(2, 'Decimal128(38, 16)'), arrow_cast(101, 'Decimal128(38, 16)'), \
+                 arrow_cast(TIMESTAMP '2026-01-0{d} 00:01:00', 'Timestamp(Microsecond, None)'), \
+                 arrow_cast(TIMESTAMP '2026-01-05 00:00:00', 'Timestamp(Microsecond, None)'), \
+                 DATE '2026-01-0{d}', 2026 AS y, 1 AS m, {d} AS dd, 0 AS h, 'f' AS bf",
+                d = i + 1
+            );
+            let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+            let mut writer = crate::write::TableWriter::new(&table, 1 << 20).unwrap();
+            let schema = writer.schema().clone();
+            for b in &batches {
+                writer
+                    .write(crate::dist::conform(b, &schema).unwrap())
+                    .await
+                    .unwrap();
+            }
+            files.extend(writer.close().await.unwrap());
+        }
+        let commit =
+            cryptolake_catalog::SnapshotCommit::append(table.identifier().clone()).add_files(files);
+        lake.commit(&commit).await.unwrap();
+        let table = lake.load_table(table.identifier()).await.unwrap();
+        Fixture {
+            lake,
+            table,
+            _dir: dir,
+        }
+    }
+
+    fn write_plan(table: &Table, provider: IcebergProvider) -> LogicalPlan {
+        let scan = LogicalPlanBuilder::scan(
+            table.identifier().to_string(),
+            provider_as_source(Arc::new(provider)),
+            None,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        IcebergWriteNode::new(scan, Arc::new(TableRef::of(table)), 4096).into_plan()
+    }
+
+    #[tokio::test]
+    async fn a_write_over_grouped_files_round_trips_as_a_logical_plan() {
+        let f = fixture().await;
+        let files = crate::scan::live_data_files(&f.table).await.unwrap();
+        let groups = vec![files[..2].to_vec(), files[2..].to_vec()];
+        let provider = IcebergProvider::with_groups(f.table.clone(), groups.clone()).unwrap();
+        let plan = write_plan(&f.table, provider);
+        let codec = CryptolakeLogicalCodec::new(f.lake.file_io().clone());
+        let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &codec).unwrap();
+        let ctx = SessionContext::new();
+        let back =
+            logical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        assert_eq!(
+            back.display_indent().to_string(),
+            plan.display_indent().to_string()
+        );
+        let LogicalPlan::Extension(ext) = &back else {
+            panic!("not an extension: {back}");
+        };
+        let write = ext
+            .node
+            .as_any()
+            .downcast_ref::<IcebergWriteNode>()
+            .unwrap();
+        assert_eq!(write.table.as_ref(), &TableRef::of(&f.table));
+        assert_eq!(write.target_file_size, 4096);
+        let LogicalPlan::TableScan(scan) = &write.input else {
+            panic!("not a scan");
+        };
+        let source = datafusion::datasource::source_as_provider(&scan.source).unwrap();
+        let decoded = source.as_any().downcast_ref::<IcebergProvider>().unwrap();
+        let paths = |gs: &[Vec<iceberg::spec::DataFile>]| -> Vec<Vec<String>> {
+            gs.iter()
+                .map(|g| g.iter().map(|d| d.file_path().to_string()).collect())
+                .collect()
+        };
+        assert_eq!(paths(decoded.groups().unwrap()), paths(&groups));
+        assert_eq!(decoded.groups().unwrap()[0][0], groups[0][0]);
+    }
+
+    #[tokio::test]
+    async fn scan_and_write_nodes_round_trip_as_a_physical_plan() {
+        let f = fixture().await;
+        let files = crate::scan::live_data_files(&f.table).await.unwrap();
+        let provider = IcebergProvider::with_files(f.table.clone(), files).unwrap();
+        let ctx = Engine::InProcess
+            .session(f.lake.file_io(), 2, 1024)
+            .await
+            .unwrap();
+        let logical = write_plan(&f.table, provider);
+        let plan = ctx.state().create_physical_plan(&logical).await.unwrap();
+        let codec = CryptolakePhysicalCodec::new(f.lake.file_io().clone());
+        let bytes = physical_plan_to_bytes_with_extension_codec(plan.clone(), &codec).unwrap();
+        let back =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        let shown = |p: &Arc<dyn ExecutionPlan>| displayable(p.as_ref()).indent(true).to_string();
+        assert_eq!(shown(&back), shown(&plan));
+        assert!(shown(&plan).contains("IcebergWriteExec: table=silver.trades"));
+        assert!(
+            shown(&plan).contains("IcebergScanExec: table=silver.trades, partitions=2, files=3")
+        );
+        let scan_of = |p: &Arc<dyn ExecutionPlan>| -> Vec<Vec<(String, u64, Vec<i32>)>> {
+            fn find(p: &Arc<dyn ExecutionPlan>) -> Option<&IcebergScanExec> {
+                p.as_any()
+                    .downcast_ref::<IcebergScanExec>()
+                    .or_else(|| p.children().into_iter().find_map(find))
+            }
+            let scan = find(p).unwrap_or_else(|| panic!("no scan in {}", shown(p)));
+            scan.groups()
+                .iter()
+                .map(|g| {
+                    g.iter()
+                        .map(|t| {
+                            (
+                                t.data_file_path.clone(),
+                                t.length,
+                                t.project_field_ids.clone(),
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        assert_eq!(scan_of(&back), scan_of(&plan));
+        assert_eq!(back.schema(), plan.schema());
+        // The decoded plan runs: it writes the six rows again, as two new files.
+        let rows = datafusion::physical_plan::collect(back, ctx.task_ctx())
+            .await
+            .unwrap();
+        let written = crate::dist::written_files(&TableRef::of(&f.table), &rows).unwrap();
+        assert_eq!(
+            written.iter().map(|w| w.file.record_count()).sum::<u64>(),
+            6
+        );
+        let mut parts: Vec<u32> = written.iter().map(|w| w.partition).collect();
+        parts.sort();
+        parts.dedup();
+        assert_eq!(parts, [0, 1]);
+    }
+
+    #[test]
+    fn a_kafka_scan_round_trips_without_its_password() {
+        let config = KafkaConfig {
+            brokers: "b1:9092,b2:9092".into(),
+            sasl_password_env: "KAFKA_PASSWORD".into(),
+            ..Default::default()
+        };
+        let schema = cryptolake_catalog::layout::kafka_bronze("coinbase_trades", "trades")
+            .unwrap()
+            .schema()
+            .unwrap();
+        let arrow: SchemaRef = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
+        let scan = KafkaScanExec::new(TopicScan {
+            config: Arc::new(config.clone()),
+            topic: "coinbase-trades".into(),
+            format: "trades".into(),
+            ranges: vec![
+                OffsetRange {
+                    partition: 0,
+                    start: 5,
+                    end: 9,
+                },
+                OffsetRange {
+                    partition: 2,
+                    start: 0,
+                    end: 3,
+                },
+            ],
+            schema: arrow.clone(),
+            ingest_us: 1_700_000_000_000_000,
+            batch_size: 512,
+        });
+        let plan: Arc<dyn ExecutionPlan> = Arc::new(scan);
+        let codec = CryptolakePhysicalCodec::new(FileIO::new_with_fs());
+        let mut buf = Vec::new();
+        codec.try_encode(plan.clone(), &mut buf).unwrap();
+        assert_eq!(buf[0], TAG_CRYPTOLAKE);
+        assert!(!String::from_utf8_lossy(&buf).contains("password\":\""));
+        let ctx = SessionContext::new();
+        let back = codec.try_decode(&buf, &[], &ctx.task_ctx()).unwrap();
+        let back = back.as_any().downcast_ref::<KafkaScanExec>().unwrap();
+        assert_eq!(back.scan().ranges, plan_ranges(&plan));
+        assert_eq!(back.scan().config.as_ref(), &config);
+        assert_eq!(back.scan().schema, arrow);
+        assert_eq!(back.scan().ingest_us, 1_700_000_000_000_000);
+        assert_eq!(back.properties().partitioning.partition_count(), 2);
+    }
+
+    fn plan_ranges(plan: &Arc<dyn ExecutionPlan>) -> Vec<OffsetRange> {
+        plan.as_any()
+            .downcast_ref::<KafkaScanExec>()
+            .unwrap()
+            .scan()
+            .ranges
+            .clone()
+    }
+
+    #[test]
+    fn ballistas_own_nodes_are_delegated_and_tagged() {
+        use ballista_core::execution_plans::UnresolvedShuffleExec;
+        use datafusion::physical_plan::Partitioning;
+        let schema = Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "a",
+            arrow::datatypes::DataType::Int64,
+            false,
+        )]));
+        let node: Arc<dyn ExecutionPlan> = Arc::new(UnresolvedShuffleExec::new(
+            3,
+            schema.clone(),
+            Partitioning::UnknownPartitioning(4),
+        ));
+        let codec = CryptolakePhysicalCodec::new(FileIO::new_with_fs());
+        let mut buf = Vec::new();
+        codec.try_encode(node.clone(), &mut buf).unwrap();
+        assert_eq!(buf[0], TAG_BALLISTA);
+        let ctx = SessionContext::new();
+        let back = codec.try_decode(&buf, &[], &ctx.task_ctx()).unwrap();
+        let back = back
+            .as_any()
+            .downcast_ref::<UnresolvedShuffleExec>()
+            .unwrap();
+        assert_eq!(back.stage_id, 3);
+        assert_eq!(back.schema(), schema);
+        assert_eq!(back.properties().partitioning.partition_count(), 4);
+    }
+}
