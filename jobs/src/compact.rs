@@ -160,7 +160,8 @@ impl Compact {
         let table = self.ctx.lake.load_table(&ident).await?;
         let mut run = TableRun::default();
         // One plan rewrites many groups, group `i` in task `i`, spread over the cores (or the
-        // cluster's executors). With partial progress each plan's groups commit on their own.
+        // cluster's executors). With partial progress a plan takes as many groups as there are
+        // tasks, and each group commits on its own.
         let session = self.ctx.session().await?;
         let per_plan = if self.options.partial_progress {
             self.ctx.partitions()
@@ -176,8 +177,10 @@ impl Compact {
             self.ctx.progress.advance(chunk.len() as u64);
             pending.extend(chunk.iter().cloned().zip(written));
             if self.options.partial_progress {
-                self.commit_groups(&ident, std::mem::take(&mut pending), &mut run)
-                    .await?;
+                // One `replace` snapshot per group, as Spark's partial progress commits.
+                for group in std::mem::take(&mut pending) {
+                    self.commit_groups(&ident, vec![group], &mut run).await?;
+                }
             }
         }
         maybe_crash(JOB, "after-write");

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Date32Type, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Datelike};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
@@ -211,7 +211,7 @@ impl Gold {
             let mut writer = TableWriter::new(&gold, self.ctx.settings.target_file_size)?;
             let schema = arrow_schema(&gold)?;
             for batch in new_rows.iter().chain(&kept) {
-                writer.write(conform(batch, &schema)?).await?;
+                writer.write(crate::dist::conform(batch, &schema)?).await?;
             }
             run.rows_out = writer.rows();
             added = writer.close().await?;
@@ -275,21 +275,6 @@ fn anti_join_sql(keys: &[&str]) -> String {
         "SELECT o.* FROM old o WHERE NOT EXISTS (SELECT 1 FROM t WHERE {})",
         on.join(" AND ")
     )
-}
-
-/// Casts a computed batch to the table's exact Arrow schema (types, field ids, nullability).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                Error::Invalid(format!("gold query lacks column {}", field.name()))
-            })?;
-            Ok(cast(column, field.data_type())?)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Day numbers (since 1970-01-01) of a timestamp or date column.
