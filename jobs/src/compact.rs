@@ -164,7 +164,7 @@ impl Compact {
         // tasks, and each group commits on its own.
         let session = self.ctx.session().await?;
         let per_plan = if self.options.partial_progress {
-            self.ctx.partitions()
+            session.state().config().target_partitions()
         } else {
             plan.groups.len()
         };

@@ -83,14 +83,6 @@ impl JobContext {
         self
     }
 
-    /// Tasks per plan stage in this process; a cluster asks its executors.
-    pub fn partitions(&self) -> usize {
-        match &self.engine {
-            Engine::Cluster(c) => c.partitions.unwrap_or(self.settings.parallelism),
-            Engine::InProcess => self.settings.parallelism,
-        }
-    }
-
     /// A DataFusion session on the engine, with the lake's storage for cryptolake's nodes.
     pub async fn session(&self) -> Result<datafusion::prelude::SessionContext> {
         self.engine

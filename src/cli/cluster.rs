@@ -233,22 +233,8 @@ async fn status(args: &StatusArgs, config: &Config, format: Format) -> Result<()
         ..Default::default()
     };
     settings.validate()?;
-    let base = settings.rest_base();
-    let get = |path: &'static str| {
-        let url = format!("{base}{path}");
-        async move {
-            let response = reqwest::get(&url)
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| CliError::Io(std::io::Error::other(format!("{url}: {e}"))))?;
-            response
-                .json::<Value>()
-                .await
-                .map_err(|e| CliError::Io(std::io::Error::other(format!("{url}: {e}"))))
-        }
-    };
-    let executors = get("/api/executors").await?;
-    let jobs = get("/api/jobs").await?;
+    let executors = settings.api("/api/executors").await?;
+    let jobs = settings.api("/api/jobs").await?;
     if format == Format::Json {
         let out = serde_json::json!({ "url": settings.url, "executors": executors, "jobs": jobs });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());

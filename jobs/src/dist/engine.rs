@@ -71,6 +71,19 @@ impl ClusterSettings {
     pub fn rest_base(&self) -> String {
         format!("http://{}", self.url.trim_start_matches("df://"))
     }
+
+    /// GETs `path` (such as `/api/executors`) from the scheduler's REST API.
+    pub async fn api(&self, path: &str) -> Result<serde_json::Value> {
+        let url = format!("{}{path}", self.rest_base());
+        let response = reqwest::get(&url)
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| Error::Cluster(format!("GET {url}: {e}")))?;
+        response
+            .json()
+            .await
+            .map_err(|e| Error::Cluster(format!("reading {url}: {e}")))
+    }
 }
 
 /// Where plans run.
@@ -179,14 +192,7 @@ async fn run(ctx: &SessionContext, plan: LogicalPlan, cluster: bool) -> Result<V
 
 /// Task slots of the cluster's executors, from the scheduler's REST API.
 pub async fn cluster_slots(cluster: &ClusterSettings) -> Result<usize> {
-    let url = format!("{}/api/executors", cluster.rest_base());
-    let executors: serde_json::Value = reqwest::get(&url)
-        .await
-        .and_then(|r| r.error_for_status())
-        .map_err(|e| Error::Cluster(format!("asking {url} for executors: {e}")))?
-        .json()
-        .await
-        .map_err(|e| Error::Cluster(format!("reading {url}: {e}")))?;
+    let executors = cluster.api("/api/executors").await?;
     let slots = executors
         .as_array()
         .map(|list| {

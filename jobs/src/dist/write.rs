@@ -176,10 +176,6 @@ impl IcebergWriteExec {
     pub fn target_file_size(&self) -> usize {
         self.target_file_size
     }
-
-    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
-        &self.input
-    }
 }
 
 impl DisplayAs for IcebergWriteExec {
@@ -421,12 +417,4 @@ impl QueryPlanner for CryptolakePlanner {
             .create_physical_plan(logical_plan, session_state)
             .await
     }
-}
-
-/// Whether `plan` holds a write node (used by tests and `--dry-run` output).
-pub fn find_write(plan: &Arc<dyn ExecutionPlan>) -> Option<&IcebergWriteExec> {
-    if let Some(w) = plan.as_any().downcast_ref::<IcebergWriteExec>() {
-        return Some(w);
-    }
-    plan.children().into_iter().find_map(find_write)
 }
