@@ -4,6 +4,8 @@
 //! Points: `<job>:before-execute` (planned, nothing written), `<job>:after-write` (files
 //! written, nothing committed) and `<job>:after-commit` (committed, before the run summary).
 //! `<job>:<point>:delay=MS` sleeps that long at the point instead, to make a job slow.
+//! `silver:sink` is in every stage-two task of silver (on a cluster, in the executors), before
+//! it reads its input.
 
 /// The environment variable that names the fault point.
 pub const FAULT_ENV: &str = "CRYPTOLAKE_FAULT";
@@ -14,11 +16,7 @@ pub fn maybe_crash(job: &str, point: &str) {
         return;
     };
     let here = format!("{job}:{point}");
-    if let Some(ms) = wanted
-        .strip_prefix(&here)
-        .and_then(|rest| rest.strip_prefix(":delay="))
-        .and_then(|ms| ms.parse().ok())
-    {
+    if let Some(ms) = delay(&wanted, &here) {
         tracing::warn!(job, point, ms, "fault injected: sleeping");
         std::thread::sleep(std::time::Duration::from_millis(ms));
         return;
@@ -38,4 +36,27 @@ pub fn maybe_crash(job: &str, point: &str) {
         // Only reached where `kill` is missing.
         std::process::abort();
     }
+}
+
+/// [`maybe_crash`] in async code: a delay sleeps without holding a runtime thread.
+pub async fn maybe_crash_async(job: &str, point: &str) {
+    let Ok(wanted) = std::env::var(FAULT_ENV) else {
+        return;
+    };
+    match delay(&wanted, &format!("{job}:{point}")) {
+        Some(ms) => {
+            tracing::warn!(job, point, ms, "fault injected: sleeping");
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        None => maybe_crash(job, point),
+    }
+}
+
+/// The delay `wanted` asks for at `here`, if any.
+fn delay(wanted: &str, here: &str) -> Option<u64> {
+    wanted
+        .strip_prefix(here)?
+        .strip_prefix(":delay=")?
+        .parse()
+        .ok()
 }

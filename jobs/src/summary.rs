@@ -43,7 +43,8 @@ pub struct RunSummary {
 }
 
 /// How one source's records were accounted for.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct SourceCounts {
     pub records: u64,
     pub good: u64,

@@ -100,6 +100,9 @@ pub struct ClusterExecutorConfig {
     /// Seconds a connection to another executor is kept for reuse (Ballista's default, 0,
     /// reconnects for every shuffle fetch).
     pub client_ttl_secs: u64,
+    /// Seconds between heartbeats to the scheduler; must stay well under the scheduler's
+    /// `executor_timeout_secs` (Ballista's default, 60, equals cryptolake's timeout).
+    pub heartbeat_interval_secs: u64,
 }
 
 impl Default for ClusterExecutorConfig {
@@ -116,6 +119,7 @@ impl Default for ClusterExecutorConfig {
             memory_pool_size: 4 * 1024 * 1024 * 1024,
             push_scheduling: true,
             client_ttl_secs: 300,
+            heartbeat_interval_secs: 10,
         }
     }
 }
@@ -128,9 +132,11 @@ impl ClusterExecutorConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.slots() == 0 || self.client_ttl_secs == 0 {
+        if self.slots() == 0 || self.client_ttl_secs == 0 || self.heartbeat_interval_secs == 0 {
             return Err(Error::Config(
-                "executor concurrent_tasks and client_ttl_secs must be positive".into(),
+                "executor concurrent_tasks, client_ttl_secs and heartbeat_interval_secs must be \
+                 positive"
+                    .into(),
             ));
         }
         if self.memory_pool_size < (self.slots() as u64) * 16 * 1024 * 1024 {
@@ -179,6 +185,9 @@ pub async fn start_scheduler(config: &ClusterSchedulerConfig, file_io: FileIO) -
             TaskDistribution::Bias => TaskDistributionPolicy::Bias,
         },
         executor_timeout_seconds: config.executor_timeout_secs,
+        // Look for silent executors several times per timeout, so a lost one is noticed
+        // within about 1.25 timeouts (Ballista checks every 15 s).
+        expire_dead_executor_interval_seconds: (config.executor_timeout_secs / 4).clamp(1, 15),
         override_session_builder: Some(Arc::new(move |session_config| {
             Ok(session_state(session_config, planner_io.clone()))
         })),
@@ -215,6 +224,7 @@ pub async fn start_executor(config: &ClusterExecutorConfig, file_io: FileIO) -> 
         work_dir: Some(work_dir.to_string_lossy().into_owned()),
         memory_pool_size: Some(config.memory_pool_size),
         client_ttl: config.client_ttl_secs,
+        executor_heartbeat_interval_seconds: config.heartbeat_interval_secs,
         override_logical_codec: Some(Arc::new(CryptolakeLogicalCodec::new(file_io.clone()))),
         override_physical_codec: Some(Arc::new(CryptolakePhysicalCodec::new(file_io))),
         ..Default::default()

@@ -257,7 +257,7 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
     // Maintenance other than compact only touches metadata: it has nothing to distribute.
     let data_job_in_driver = matches!(
         job,
-        JobName::IngestFiles | JobName::IngestKafka | JobName::Silver | JobName::Gold
+        JobName::IngestFiles | JobName::IngestKafka | JobName::Gold
     );
     if data_job_in_driver && matches!(ctx.engine, Engine::Cluster(_)) {
         tracing::warn!(

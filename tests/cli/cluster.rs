@@ -40,20 +40,37 @@ fn rand_u16() -> u16 {
 
 impl<'a> Cluster<'a> {
     fn up(project: &'a Project, executors: u16) -> Self {
+        Self::up_with(project, executors, &[])
+    }
+
+    /// `cluster up`, its processes started with `env` set.
+    fn up_with(project: &'a Project, executors: u16, env: &[(&str, &str)]) -> Self {
         let port = free_port_block(1 + 2 * executors);
         let state_dir = project.path().join("cluster-state");
-        let info = project.json(&[
-            "cluster",
-            "up",
-            "--executors",
-            &executors.to_string(),
-            "--port",
-            &port.to_string(),
-            "--concurrent-tasks",
-            "2",
-            "--state-dir",
-            &state_dir.to_string_lossy(),
-        ]);
+        let out = project
+            .command(&[
+                "cluster",
+                "up",
+                "--executors",
+                &executors.to_string(),
+                "--port",
+                &port.to_string(),
+                "--concurrent-tasks",
+                "2",
+                "--state-dir",
+                &state_dir.to_string_lossy(),
+                "--output",
+                "json",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cluster up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let info: Value = serde_json::from_slice(&out.stdout).unwrap();
         let url = info["url"].as_str().unwrap().to_string();
         let rest = format!("http://127.0.0.1:{port}");
         let cluster = Self {
@@ -125,7 +142,8 @@ impl Drop for Cluster<'_> {
     }
 }
 
-/// Columns of a table, except the ingest times (wall clock, different in every run).
+/// Columns of a table, except the ingest and quarantine times (wall clock, different in every
+/// run).
 fn content_columns(p: &Project, table: &str) -> Vec<String> {
     let described = p.json(&["table", "describe", table]);
     described["columns"]
@@ -133,7 +151,7 @@ fn content_columns(p: &Project, table: &str) -> Vec<String> {
         .unwrap_or_else(|| panic!("describe {table}: {described}"))
         .iter()
         .map(|c| c["column"].as_str().unwrap().to_string())
-        .filter(|c| !c.ends_with("ingest_time"))
+        .filter(|c| !c.ends_with("ingest_time") && c != "quarantined_at")
         .collect()
 }
 
@@ -264,4 +282,225 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
     }
     // silver.quotes: 3 groups (one per symbol) = 3 write tasks.
     assert_eq!(most_tasks, 3, "{jobs:?}");
+}
+
+/// `gen` for `minutes` minutes from `start` with bad and duplicated records; returns the good
+/// and bad record counts over all sources.
+fn generate_messy(p: &Project, start: &str, seed: &str) -> (u64, u64) {
+    let counts = p.generate(&[
+        "--minutes",
+        "2",
+        "--seed",
+        seed,
+        "--symbols",
+        "4",
+        "--bad-rate",
+        "0.03",
+        "--dup-rate",
+        "0.05",
+        "--start",
+        start,
+    ]);
+    counts.values().fold((0, 0), |(good, bad), c| {
+        (
+            good + c["good"].as_u64().unwrap(),
+            bad + c["bad"].as_u64().unwrap(),
+        )
+    })
+}
+
+/// The run summary of `job` in `run all`'s output.
+fn job_summary<'v>(summaries: &'v Value, job: &str) -> &'v Value {
+    summaries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["job"] == job)
+        .unwrap_or_else(|| panic!("no {job} in {summaries}"))
+}
+
+/// Executor pids among a summary's writers (`host:pid`).
+fn writer_pids(table: &Value) -> Vec<u64> {
+    let mut pids: Vec<u64> = table["writers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no writers: {table}"))
+        .iter()
+        .map(|w| {
+            w.as_str()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    pids.sort();
+    pids.dedup();
+    pids
+}
+
+#[test]
+fn the_whole_pipeline_on_a_two_executor_cluster_equals_in_process() {
+    let local = Project::new();
+    let remote = Project::new();
+    let cluster = Cluster::up(&remote, 2);
+    let (mut good, mut bad) = (0, 0);
+    // Two rounds: the second deduplicates against the same (symbol, day) partitions the first
+    // committed.
+    for (start, seed) in [("2026-01-01T00:00:00Z", "3"), ("2026-01-01T00:02:00Z", "4")] {
+        for p in [&local, &remote] {
+            let counts = generate_messy(p, start, seed);
+            if std::ptr::eq(p, &remote) {
+                good += counts.0;
+                bad += counts.1;
+            }
+        }
+        local.ok(&["run", "all"]);
+        let summaries = remote.json(&["run", "all", "--cluster", &cluster.url]);
+        let silver = job_summary(&summaries, "silver");
+        let mut executors = cluster.executor_pids();
+        executors.sort();
+        for t in ["silver.quotes", "silver.trades"] {
+            assert_eq!(writer_pids(&silver["tables"][t]), executors, "{silver}");
+        }
+    }
+
+    // Every table holds the same rows either way.
+    let tables = local.table_counts();
+    assert_eq!(tables, remote.table_counts());
+    assert!(tables.len() >= 13, "{tables:?}");
+    for t in tables.keys() {
+        assert_eq!(checksum(&remote, t), checksum(&local, t), "{t}");
+    }
+    // Every good record once, every bad one in quarantine.
+    let silver_rows = remote.count("silver.quotes") + remote.count("silver.trades");
+    assert_eq!(silver_rows, good);
+    assert_eq!(remote.count("silver.quarantine"), bad);
+
+    // Each silver run was one job: a normalize stage, then a sink stage of one task per
+    // slot (4), every task successful.
+    let mut sink_stages = 0;
+    for job in cluster.get("/api/jobs").as_array().unwrap() {
+        let id = job["job_id"].as_str().unwrap();
+        let stages = cluster.get(&format!("/api/job/{id}/stages"));
+        let plans: Vec<&str> = stages["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stage_plan"].as_str().unwrap_or(""))
+            .collect();
+        if !plans.iter().any(|p| p.contains("SilverSinkExec")) {
+            continue;
+        }
+        assert_eq!(job["status"], "Completed", "{job}");
+        assert!(
+            plans.iter().any(|p| p.contains("SilverNormalizeExec")),
+            "{plans:?}"
+        );
+        for stage in stages["stages"].as_array().unwrap() {
+            let tasks = stage["tasks"].as_array().unwrap();
+            assert!(tasks.iter().all(|t| t["status"] == "Successful"), "{stage}");
+            if stage["stage_plan"]
+                .as_str()
+                .unwrap_or("")
+                .contains("SilverSinkExec")
+            {
+                assert_eq!(tasks.len(), 4, "{stage}");
+                sink_stages += 1;
+            }
+        }
+    }
+    assert_eq!(sink_stages, 2);
+}
+
+#[test]
+fn an_executor_killed_during_silver_leaves_exact_tables() {
+    let local = Project::new();
+    let remote = Project::new();
+    // Lost executors are noticed within seconds, not a minute.
+    let config = std::fs::read_to_string(&remote.config).unwrap();
+    let config = config
+        .replace("executor_timeout_secs = 60", "executor_timeout_secs = 4")
+        .replace(
+            "heartbeat_interval_secs = 10",
+            "heartbeat_interval_secs = 1",
+        );
+    std::fs::write(&remote.config, config).unwrap();
+    // Every sink task waits 3 s before it reads, so the kill lands mid-job.
+    let cluster = Cluster::up_with(
+        &remote,
+        2,
+        &[("CRYPTOLAKE_FAULT", "silver:sink:delay=3000")],
+    );
+    let (mut good, mut bad) = (0, 0);
+    for p in [&local, &remote] {
+        (good, bad) = generate_messy(p, "2026-01-01T00:00:00Z", "5");
+        p.ok(&["run", "ingest-files"]);
+    }
+    local.ok(&["run", "silver"]);
+
+    let driver = remote
+        .command(&[
+            "run",
+            "silver",
+            "--cluster",
+            &cluster.url,
+            "--output",
+            "json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sink stage runs, then kill one executor.
+    let victim = cluster.executor_pids()[0];
+    let mut running = false;
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let jobs = cluster.get("/api/jobs");
+        let Some(job) = jobs.as_array().unwrap().first() else {
+            continue;
+        };
+        let id = job["job_id"].as_str().unwrap();
+        let stages = cluster.get(&format!("/api/job/{id}/stages"));
+        running = stages["stages"].as_array().is_some_and(|stages| {
+            stages.iter().any(|s| {
+                s["stage_plan"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("SilverSinkExec")
+                    && s["stage_status"].as_str().unwrap_or("").contains("Running")
+            })
+        });
+        if running {
+            break;
+        }
+    }
+    assert!(running, "the sink stage never ran");
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let out = driver.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "silver on a cluster that lost an executor: {stderr}"
+    );
+    // Completed by Ballista or run again by the driver: either way, the log says which.
+    eprintln!("driver log:\n{stderr}");
+    for t in ["silver.quotes", "silver.trades", "silver.quarantine"] {
+        assert_eq!(checksum(&remote, t), checksum(&local, t), "{t}");
+    }
+    assert_eq!(
+        remote.count("silver.quotes") + remote.count("silver.trades"),
+        good
+    );
+    assert_eq!(remote.count("silver.quarantine"), bad);
+    // One commit per table: a failed run committed nothing.
+    let history = remote.json(&["table", "history", "silver.quotes"]);
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
 }

@@ -37,8 +37,14 @@ impl Moto {
             python.display()
         );
         // Our launcher: moto with Glue's VersionId check (stock moto ignores it).
-        // Found from any crate of the workspace that includes this file.
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        // Found from any crate of the workspace that includes this file. Looked up when the
+        // test runs (cargo runs tests in the package's directory): a test binary reused from a
+        // shared target directory may have been built in another checkout.
+        let here = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .expect("a working directory");
+        let script = here
             .ancestors()
             .map(|dir| dir.join("scripts/moto_server.py"))
             .find(|p| p.exists())

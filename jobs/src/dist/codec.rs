@@ -12,7 +12,9 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF, WindowUDF};
+use datafusion::logical_expr::{
+    AggregateUDF, Extension, LogicalPlan, ScalarUDF, UserDefinedLogicalNode, WindowUDF,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
@@ -23,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use super::table_ref::{TableRef, files_from_json, files_to_json};
 use super::write::{IcebergWriteExec, IcebergWriteNode};
 use crate::provider::{IcebergProvider, IcebergScanExec};
+use crate::silver::nodes::{
+    SilverNormalizeExec, SilverNormalizeNode, SilverSinkExec, SilverSinkNode, SinkSpec,
+};
+use crate::silver::stage::NormalizeSpec;
 use crate::sources::kafka::{KafkaScanExec, OffsetRange, TopicScan};
 use crate::sources::kafka_config::KafkaConfig;
 
@@ -145,6 +151,8 @@ enum LogicalNode {
         files: Option<Vec<String>>,
         groups: Option<Vec<Vec<String>>>,
     },
+    SilverNormalize(NormalizeSpec),
+    SilverSink(SinkSpec),
 }
 
 /// cryptolake's physical nodes.
@@ -170,6 +178,8 @@ enum PhysicalNode {
         ingest_us: i64,
         batch_size: usize,
     },
+    SilverNormalize(NormalizeSpec),
+    SilverSink(SinkSpec),
 }
 
 /// The logical codec: the client encodes, the scheduler decodes.
@@ -200,35 +210,48 @@ impl LogicalExtensionCodec for CryptolakeLogicalCodec {
         if tag == TAG_BALLISTA {
             return self.inner.try_decode(rest, inputs, ctx);
         }
-        match serde_json::from_slice(rest).map_err(json_err)? {
-            LogicalNode::IcebergWrite {
-                table,
-                target_file_size,
-            } => {
-                let input = inputs
-                    .first()
-                    .cloned()
-                    .ok_or_else(|| err("IcebergWrite without input"))?;
-                let node = IcebergWriteNode::new(input, Arc::new(table), target_file_size);
-                Ok(Extension {
-                    node: Arc::new(node),
-                })
-            }
-            other => Err(err(format!("{other:?} is not a plan node"))),
-        }
+        let input = || {
+            inputs
+                .first()
+                .cloned()
+                .ok_or_else(|| err("a cryptolake node without input"))
+        };
+        let node: Arc<dyn UserDefinedLogicalNode> =
+            match serde_json::from_slice(rest).map_err(json_err)? {
+                LogicalNode::IcebergWrite {
+                    table,
+                    target_file_size,
+                } => Arc::new(IcebergWriteNode::new(
+                    input()?,
+                    Arc::new(table),
+                    target_file_size,
+                )),
+                LogicalNode::SilverNormalize(spec) => {
+                    Arc::new(SilverNormalizeNode::new(input()?, spec))
+                }
+                LogicalNode::SilverSink(spec) => {
+                    Arc::new(SilverSinkNode::new(input()?, Arc::new(spec)))
+                }
+                other => return Err(err(format!("{other:?} is not a plan node"))),
+            };
+        Ok(Extension { node })
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
-        match node.node.as_any().downcast_ref::<IcebergWriteNode>() {
-            Some(write) => encode_ours(
-                &LogicalNode::IcebergWrite {
-                    table: write.table.as_ref().clone(),
-                    target_file_size: write.target_file_size,
-                },
-                buf,
-            ),
-            None => delegate(buf, |b| self.inner.try_encode(node, b)),
-        }
+        let any = node.node.as_any();
+        let ours = if let Some(write) = any.downcast_ref::<IcebergWriteNode>() {
+            LogicalNode::IcebergWrite {
+                table: write.table.as_ref().clone(),
+                target_file_size: write.target_file_size,
+            }
+        } else if let Some(n) = any.downcast_ref::<SilverNormalizeNode>() {
+            LogicalNode::SilverNormalize(n.spec.clone())
+        } else if let Some(n) = any.downcast_ref::<SilverSinkNode>() {
+            LogicalNode::SilverSink(n.spec.as_ref().clone())
+        } else {
+            return delegate(buf, |b| self.inner.try_encode(node, b));
+        };
+        encode_ours(&ours, buf)
     }
 
     fn try_decode_table_provider(
@@ -401,6 +424,12 @@ impl CryptolakePhysicalCodec {
                 batch_size: scan.batch_size,
             }));
         }
+        if let Some(n) = any.downcast_ref::<SilverNormalizeExec>() {
+            return Ok(Some(PhysicalNode::SilverNormalize(n.spec().clone())));
+        }
+        if let Some(n) = any.downcast_ref::<SilverSinkExec>() {
+            return Ok(Some(PhysicalNode::SilverSink(n.spec().as_ref().clone())));
+        }
         Ok(None)
     }
 
@@ -463,6 +492,20 @@ impl CryptolakePhysicalCodec {
                 ingest_us,
                 batch_size,
             })),
+            PhysicalNode::SilverNormalize(spec) => {
+                let input = inputs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| err("SilverNormalizeExec without input"))?;
+                Arc::new(SilverNormalizeExec::new(input, spec))
+            }
+            PhysicalNode::SilverSink(spec) => {
+                let input = inputs
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| err("SilverSinkExec without input"))?;
+                Arc::new(SilverSinkExec::new(input, Arc::new(spec), &self.file_io)?)
+            }
         })
     }
 }

@@ -150,23 +150,36 @@ impl Engine {
         }
     }
 
-    /// Runs a plan whose root writes `table`; returns the files written. On a cluster, a run
-    /// that fails for a reason that can pass is run again, up to `max_attempts` runs; files of
-    /// a failed run are left for `remove-orphans`, as nothing references them.
+    /// Runs a plan whose root writes `table`; returns the files written.
     pub async fn write(
         &self,
         ctx: &SessionContext,
         table: &TableRef,
         plan: LogicalPlan,
     ) -> Result<Vec<WrittenFile>> {
+        written_files(table, &self.collect(ctx, plan).await?)
+    }
+
+    /// Runs a plan and returns its rows. On a cluster, a run that fails for a reason that can
+    /// pass is run again, up to `max_attempts` runs; files of a failed run are left for
+    /// `remove-orphans`, as nothing references them.
+    pub async fn collect(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>> {
         let attempts = match self {
             Engine::InProcess => 1,
             Engine::Cluster(c) => c.max_attempts,
         };
         let mut attempt = 1;
         loop {
-            match run(ctx, plan.clone(), matches!(self, Engine::Cluster(_))).await {
-                Ok(batches) => return written_files(table, &batches),
+            let result = match self {
+                Engine::InProcess => run(ctx, plan.clone(), false).await,
+                Engine::Cluster(cluster) => run_watched(ctx, plan.clone(), cluster, attempt).await,
+            };
+            match result {
+                Ok(batches) => return Ok(batches),
                 Err(e) if attempt < attempts && e.is_retryable() => {
                     tracing::warn!(attempt, error = %e, "cluster run failed; running it again");
                     attempt += 1;
@@ -182,12 +195,100 @@ async fn run(ctx: &SessionContext, plan: LogicalPlan, cluster: bool) -> Result<V
     match batches {
         Ok(b) => Ok(b),
         // Ballista reports every failure of a submitted job (a lost executor, a failed task, a
-        // dropped connection) as an execution error; planning errors keep their own kinds.
-        Err(datafusion::error::DataFusionError::Execution(msg)) if cluster => {
-            Err(Error::Cluster(msg))
+        // cancelled job, a dropped connection) as an execution error, possibly wrapped in an
+        // Arrow error; planning errors keep their own kinds.
+        Err(e)
+            if cluster
+                && matches!(
+                    e.find_root(),
+                    datafusion::error::DataFusionError::Execution(_)
+                ) =>
+        {
+            Err(Error::Cluster(e.to_string()))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs a plan on the cluster while watching its executors. Ballista 53 does not always finish
+/// a job that lost an executor: it resets the lost tasks but may never run them again, and the
+/// job hangs. So when an executor that was there at the start disappears (the scheduler drops
+/// it after `executor_timeout_secs` without a heartbeat), the job is cancelled and reported as
+/// a retryable failure, and the caller runs it again on the executors left.
+async fn run_watched(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    cluster: &ClusterSettings,
+    attempt: u32,
+) -> Result<Vec<RecordBatch>> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("cryptolake-{}-{nanos}-{attempt}", std::process::id());
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .set(ballista_core::config::BALLISTA_JOB_NAME, &name)?;
+    let before = executor_ids(cluster).await?;
+    let job = run(ctx, plan, true);
+    tokio::pin!(job);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            result = &mut job => return result,
+            _ = tick.tick() => {}
+        }
+        // A failed poll says nothing about the executors: the job's own result will tell.
+        let Ok(now) = executor_ids(cluster).await else {
+            continue;
+        };
+        let Some(lost) = before.difference(&now).next() else {
+            continue;
+        };
+        tracing::warn!(executor = %lost, job = %name, "an executor was lost mid-job; cancelling the job");
+        if let Err(e) = cancel_job(cluster, &name).await {
+            tracing::warn!(error = %e, "could not cancel the job");
+        }
+        // Let the client see the cancellation, but never wait on a job that hangs.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), &mut job).await;
+        return Err(Error::Cluster(format!(
+            "executor {lost} was lost during job {name}"
+        )));
+    }
+}
+
+/// Ids of the executors the scheduler has.
+async fn executor_ids(cluster: &ClusterSettings) -> Result<std::collections::BTreeSet<String>> {
+    let executors = cluster.api("/api/executors").await?;
+    Ok(executors
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some(e.get("id")?.as_str()?.to_string()))
+        .collect())
+}
+
+/// Cancels the queued or running job named `name` (Ballista's REST API: `PATCH /api/job/ID`).
+async fn cancel_job(cluster: &ClusterSettings, name: &str) -> Result<()> {
+    let jobs = cluster.api("/api/jobs").await?;
+    let ids: Vec<String> = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| j["job_name"] == name && j["status"] != "Completed" && j["status"] != "Failed")
+        .filter_map(|j| Some(j.get("job_id")?.as_str()?.to_string()))
+        .collect();
+    for id in ids {
+        let url = format!("{}/api/job/{id}", cluster.rest_base());
+        reqwest::Client::new()
+            .patch(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| Error::Cluster(format!("PATCH {url}: {e}")))?;
+    }
+    Ok(())
 }
 
 /// Task slots of the cluster's executors, from the scheduler's REST API.

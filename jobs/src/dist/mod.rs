@@ -13,5 +13,5 @@ pub use engine::{ClusterSettings, Engine, ballista_config, cluster_slots, sessio
 pub use table_ref::{TableRef, files_from_json, files_to_json};
 pub use write::{
     CryptolakePlanner, IcebergWriteExec, IcebergWriteNode, WRITTEN_SCHEMA, WrittenFile, conform,
-    written_files,
+    writer_id, written_files,
 };

@@ -290,7 +290,7 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
 
 fn written_batch(table: &TableRef, files: &[DataFile], partition: u32) -> Result<RecordBatch> {
     let json = files_to_json(&table.metadata, files)?;
-    let writer = format!("{}:{}", hostname(), std::process::id());
+    let writer = writer_id();
     Ok(RecordBatch::try_new(
         WRITTEN_SCHEMA.clone(),
         vec![
@@ -299,6 +299,11 @@ fn written_batch(table: &TableRef, files: &[DataFile], partition: u32) -> Result
             Arc::new(StringArray::from(vec![writer; files.len()])),
         ],
     )?)
+}
+
+/// `host:pid` of this process: who wrote a file.
+pub fn writer_id() -> String {
+    format!("{}:{}", hostname(), std::process::id())
 }
 
 fn hostname() -> String {
@@ -387,7 +392,7 @@ impl ExtensionPlanner for CryptolakePlanner {
         _state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
         let Some(write) = node.as_any().downcast_ref::<IcebergWriteNode>() else {
-            return Ok(None);
+            return crate::silver::nodes::plan_extension(node, physical_inputs, &self.file_io);
         };
         let input = physical_inputs
             .first()

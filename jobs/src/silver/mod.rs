@@ -10,39 +10,39 @@
 
 mod batches;
 mod dedup;
+pub mod nodes;
 pub mod normalize;
 pub mod parse;
+pub mod stage;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{Int64Type, SchemaRef, TimestampMicrosecondType};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
 use cryptolake_catalog::lake::parse_ident;
 use cryptolake_catalog::layout::{self, TableLayout};
-use futures::{StreamExt, TryStreamExt};
-use iceberg::spec::Operation;
-use iceberg::table::Table;
-use serde::Serialize;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use iceberg::spec::{DataFile, Operation};
+use serde::{Deserialize, Serialize};
 
-use self::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
-use self::dedup::{KeyIndex, fingerprint, quote_fingerprint, quote_key, trade_key};
-use self::normalize::{Fields, Normalized, Quote, Trade, normalize};
+use self::nodes::{SilverNormalizeNode, SilverSinkNode, SinkResult, SinkSpec};
+use self::stage::{NormalizeSpec, SinkCounts};
 use crate::context::JobContext;
+use crate::dist::TableRef;
 use crate::fault::maybe_crash;
+use crate::provider::IcebergProvider;
 use crate::scan::{self, AppendedFiles};
 use crate::sources::BronzeInput;
-use crate::summary::{RunSummary, SourceCounts, TableRun};
-use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
+use crate::summary::{RunSummary, TableRun};
 use crate::{Error, Result};
 
 const JOB: &str = "silver";
-const DAY_US: i64 = 86_400_000_000;
 
 /// The three outputs, in commit order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Output {
     Quotes,
@@ -52,6 +52,34 @@ pub enum Output {
 
 impl Output {
     const ALL: [Output; 3] = [Output::Quotes, Output::Trades, Output::Quarantine];
+
+    /// Position in [`Output::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn from_index(i: usize) -> Result<Self> {
+        Self::ALL
+            .get(i)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("no silver output {i}")))
+    }
+
+    /// The table's name in the `silver` namespace.
+    pub fn name(self) -> &'static str {
+        match self {
+            Output::Quotes => "quotes",
+            Output::Trades => "trades",
+            Output::Quarantine => "quarantine",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| Error::Invalid(format!("no silver output {name}")))
+    }
 
     fn layout(self) -> TableLayout {
         match self {
@@ -194,50 +222,40 @@ impl Silver {
         Ok(SilverPlan { inputs })
     }
 
-    /// Transforms the planned bronze rows and commits the three silver tables.
+    /// Transforms the planned bronze rows and commits the three silver tables: one plan (scan,
+    /// normalize, shuffle, dedup and write) on the engine, then the commits on this driver.
     async fn execute_impl(&self, plan: SilverPlan) -> Result<RunSummary> {
         let started = Instant::now();
         let mut summary = RunSummary::new(JOB);
         if plan.is_empty() {
             return Ok(summary.finish(started.elapsed()));
         }
-        let mut run = Run::new(&self.ctx).await?;
         let files = plan.inputs.iter().map(|i| i.files as u64).sum();
         self.ctx.progress.start("silver: bronze files", files);
+        let mut tables = Vec::new();
+        for out in Output::ALL {
+            tables.push(TableRef::of(
+                &self.ctx.lake.ensure_table(&out.layout()).await?,
+            ));
+        }
+        let spec = Arc::new(SinkSpec {
+            tables,
+            target_file_size: self.ctx.settings.target_file_size,
+            batch_size: self.ctx.settings.batch_size,
+        });
+        let session = self.ctx.session().await?;
+        let logical = self.logical_plan(&plan, &session, spec.clone()).await?;
+        let batches = self.ctx.engine.collect(&session, logical).await?;
+        let result = nodes::sink_result(&spec, &batches)?;
+        self.ctx.progress.advance(files);
         for input in &plan.inputs {
-            let bronze = self
-                .ctx
-                .lake
-                .load_table(&parse_ident(&input.bronze_table)?)
-                .await?;
-            let mut counts = SourceCounts::default();
-            for appended in &input.appended {
-                let takes: HashMap<Output, bool> = Output::ALL
-                    .iter()
-                    .map(|o| (*o, input.pending[o].contains(&appended.snapshot_id)))
-                    .collect();
-                counts.files += appended.files.len() as u64;
-                let tasks = scan::tasks_for_files(&bronze, &appended.files, None)?;
-                // Normalizing is pure CPU work: batches go to the blocking pool, a few at a
-                // time and in order, while this task deduplicates and routes.
-                let format = input.format.clone();
-                let mut batches = scan::read(&bronze, tasks, self.ctx.settings.batch_size)?
-                    .map(move |batch| {
-                        let format = format.clone();
-                        async move {
-                            let batch = batch?;
-                            tokio::task::spawn_blocking(move || normalize_batch(&format, batch))
-                                .await
-                                .map_err(|e| {
-                                    Error::Invalid(format!("normalize task failed: {e}"))
-                                })?
-                        }
-                    })
-                    .buffered(self.ctx.settings.parallelism.max(1));
-                while let Some(rows) = batches.try_next().await? {
-                    run.process(input, &rows, &takes, &mut counts).await?;
-                }
-            }
+            let mut counts = result
+                .counts
+                .sources
+                .get(&input.source)
+                .cloned()
+                .unwrap_or_default();
+            counts.files = input.files as u64;
             summary.sources.insert(input.source.clone(), counts);
         }
         let (records, bad) = summary
@@ -251,9 +269,16 @@ impl Silver {
                 max_fraction: self.ctx.settings.max_bad_fraction,
             });
         }
-        let written = run.close().await?;
         maybe_crash(JOB, "after-write");
-        for (out, (files, mut table_run)) in written {
+        let SinkResult {
+            files: written,
+            counts,
+            writers,
+            ..
+        } = result;
+        for (out, files) in Output::ALL.into_iter().zip(written) {
+            let mut table_run = table_run(&counts, out, &files);
+            table_run.writers = writers.clone();
             let commit = self.commit_for(&plan, out, files);
             let Some(commit) = commit else { continue };
             let outcome = self.ctx.lake.commit(&commit).await?;
@@ -272,6 +297,68 @@ impl Silver {
         }
         maybe_crash(JOB, "after-commit");
         Ok(summary.finish(started.elapsed()))
+    }
+
+    /// The run as one logical plan: per bronze source (and set of outputs taking its
+    /// snapshots), a scan of the new files in groups normalized into wide rows; their union
+    /// into the sink.
+    async fn logical_plan(
+        &self,
+        plan: &SilverPlan,
+        session: &datafusion::prelude::SessionContext,
+        spec: Arc<SinkSpec>,
+    ) -> Result<LogicalPlan> {
+        let partitions = session.state().config().target_partitions().max(1);
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let mut branches = Vec::new();
+        for input in &plan.inputs {
+            let bronze = self
+                .ctx
+                .lake
+                .load_table(&parse_ident(&input.bronze_table)?)
+                .await?;
+            // Usually every output takes every new snapshot; after a crash between the three
+            // commits, some outputs have taken some already.
+            let mut by_takes: BTreeMap<Vec<Output>, Vec<DataFile>> = BTreeMap::new();
+            for appended in &input.appended {
+                let takes: Vec<Output> = Output::ALL
+                    .into_iter()
+                    .filter(|o| input.pending[o].contains(&appended.snapshot_id))
+                    .collect();
+                if !takes.is_empty() {
+                    by_takes
+                        .entry(takes)
+                        .or_default()
+                        .extend(appended.files.clone());
+                }
+            }
+            for (takes, files) in by_takes {
+                let groups = group_files(files, partitions);
+                let provider = IcebergProvider::with_groups(bronze.clone(), groups)?;
+                let scan = LogicalPlanBuilder::scan(
+                    input.bronze_table.clone(),
+                    provider_as_source(Arc::new(provider)),
+                    None,
+                )?
+                .build()?;
+                let spec = NormalizeSpec {
+                    source: input.source.clone(),
+                    format: input.format.clone(),
+                    takes,
+                    now_us,
+                };
+                branches.push(SilverNormalizeNode::new(scan, spec).into_plan());
+            }
+        }
+        let mut branches = branches.into_iter();
+        let first = branches
+            .next()
+            .ok_or_else(|| Error::Invalid("a silver plan with no input".into()))?;
+        let mut builder = LogicalPlanBuilder::from(first);
+        for branch in branches {
+            builder = builder.union(branch)?;
+        }
+        Ok(SilverSinkNode::new(builder.build()?, spec).into_plan())
     }
 
     /// The commit of one output: its files and its advanced bookmarks, requiring that the
@@ -309,316 +396,35 @@ impl Silver {
     }
 }
 
-/// One output's writer, pending rows and figures.
-struct Sink<B> {
-    writer: BackgroundWriter,
-    rows: B,
-    run: TableRun,
-}
-
-impl<B: RowBatch> Sink<B> {
-    /// Writes the pending rows once there are at least `limit` of them.
-    async fn flush(&mut self, limit: usize) -> Result<()> {
-        if self.rows.len() >= limit.max(1) {
-            self.writer.write(self.rows.finish()?).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes what is pending and closes the files: the data files and the figures.
-    async fn close(mut self) -> Result<(Vec<iceberg::spec::DataFile>, TableRun)> {
-        self.flush(1).await?;
-        let mut run = self.run;
-        let (files, rows) = self.writer.close().await?;
-        run.rows_out = rows;
-        run.files_written = files.len() as u64;
-        run.bytes_written = files.iter().map(|f| f.file_size_in_bytes()).sum();
-        Ok((files, run))
+/// One output's figures: the sink's counts and the files written.
+fn table_run(counts: &SinkCounts, out: Output, files: &[DataFile]) -> TableRun {
+    let c = counts.tables.get(&out).copied().unwrap_or_default();
+    TableRun {
+        rows_in: c.rows_in,
+        duplicates_dropped: c.duplicates_dropped,
+        quarantined: c.quarantined,
+        rows_out: files.iter().map(|f| f.record_count()).sum(),
+        files_written: files.len() as u64,
+        bytes_written: files.iter().map(|f| f.file_size_in_bytes()).sum(),
+        ..Default::default()
     }
 }
 
-/// The writers and dedup state of one run.
-struct Run {
-    batch_size: usize,
-    ingest_now_us: i64,
-    quotes: Sink<QuoteBatch>,
-    trades: Sink<TradeBatch>,
-    quarantine: Sink<QuarantineBatch>,
-    quote_keys: KeyIndex,
-    trade_keys: KeyIndex,
-}
-
-async fn sink<B>(
-    ctx: &JobContext,
-    out: Output,
-    rows: impl FnOnce(SchemaRef) -> B,
-) -> Result<(Table, Sink<B>)> {
-    let table = ctx.lake.ensure_table(&out.layout()).await?;
-    let writer =
-        BackgroundWriter::spawn(TableWriter::new(&table, ctx.settings.target_file_size)?, 2);
-    let rows = rows(arrow_schema(&table)?);
-    let run = TableRun::default();
-    Ok((table, Sink { writer, rows, run }))
-}
-
-impl Run {
-    async fn new(ctx: &JobContext) -> Result<Self> {
-        let bs = ctx.settings.batch_size;
-        let now = chrono::Utc::now().timestamp_micros();
-        let (qt, quotes) = sink(ctx, Output::Quotes, QuoteBatch::new).await?;
-        let (tt, trades) = sink(ctx, Output::Trades, TradeBatch::new).await?;
-        let (_, quarantine) =
-            sink(ctx, Output::Quarantine, |s| QuarantineBatch::new(s, now)).await?;
-        Ok(Self {
-            batch_size: bs,
-            ingest_now_us: now,
-            quotes,
-            trades,
-            quarantine,
-            quote_keys: KeyIndex::new(Some(qt), &["source", "symbol", "event_time"], bs).await?,
-            trade_keys: KeyIndex::new(Some(tt), &["trade_id"], bs).await?,
-        })
+/// Splits bronze files into at most `n` groups of about equal bytes, a scan task each (largest
+/// first, to the lightest group). A file stays whole and in order within its group.
+fn group_files(mut files: Vec<DataFile>, n: usize) -> Vec<Vec<DataFile>> {
+    let n = n.min(files.len()).max(1);
+    files.sort_by_key(|f| std::cmp::Reverse(f.file_size_in_bytes()));
+    let mut groups: Vec<(u64, Vec<DataFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for file in files {
+        let lightest = groups
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("n >= 1");
+        lightest.0 += file.file_size_in_bytes();
+        lightest.1.push(file);
     }
-
-    /// Routes each row of a normalized bronze batch to quotes, trades or quarantine.
-    async fn process(
-        &mut self,
-        input: &SilverInput,
-        rows: &NormalizedBatch,
-        takes: &HashMap<Output, bool>,
-        counts: &mut SourceCounts,
-    ) -> Result<()> {
-        let batch = &rows.batch;
-        let file = string_column(batch, "_file")?;
-        let record = batch
-            .column_by_name("_record")
-            .map(|c| c.as_primitive::<Int64Type>().clone())
-            .ok_or_else(|| Error::Invalid("bronze batch has no _record".into()))?;
-        let ingest = batch
-            .column_by_name("_ingest_time")
-            .map(|c| c.as_primitive::<TimestampMicrosecondType>().clone())
-            .ok_or_else(|| Error::Invalid("bronze batch has no _ingest_time".into()))?;
-        for (row, outcome) in rows.outcomes.iter().enumerate() {
-            let out = match outcome {
-                RowOutcome::Quote(_) => Output::Quotes,
-                RowOutcome::Trade(_) => Output::Trades,
-                RowOutcome::Bad { .. } => Output::Quarantine,
-            };
-            if !takes[&out] {
-                continue;
-            }
-            counts.records += 1;
-            let origin = Origin {
-                source: &input.source,
-                trades: BronzeInput::is_trades(&input.format),
-                file: file.value(row),
-                ingest_us: if ingest.is_null(row) {
-                    self.ingest_now_us
-                } else {
-                    ingest.value(row)
-                },
-            };
-            match outcome {
-                RowOutcome::Quote(q) => self.keep_quote(&origin, q, counts).await?,
-                RowOutcome::Trade(t) => self.keep_trade(&origin, t, counts).await?,
-                RowOutcome::Bad { reason, raw } => {
-                    self.quarantine(&origin, record.value(row), raw, reason, counts)
-                }
-            }
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn keep_quote(
-        &mut self,
-        at: &Origin<'_>,
-        q: &Quote,
-        counts: &mut SourceCounts,
-    ) -> Result<()> {
-        let part = (q.symbol.clone(), q.event_us.div_euclid(DAY_US) as i32);
-        let key = quote_fingerprint(at.source, &q.symbol, q.event_us);
-        self.quotes.run.rows_in += 1;
-        if self.quote_keys.insert(&part, key, quote_key).await? {
-            self.quotes.rows.push(at.source, q, at.ingest_us, at.file);
-            counts.good += 1;
-        } else {
-            counts.duplicates_dropped += 1;
-            self.quotes.run.duplicates_dropped += 1;
-        }
-        Ok(())
-    }
-
-    async fn keep_trade(
-        &mut self,
-        at: &Origin<'_>,
-        t: &Trade,
-        counts: &mut SourceCounts,
-    ) -> Result<()> {
-        let part = (t.symbol.clone(), t.event_us.div_euclid(DAY_US) as i32);
-        let key = fingerprint(t.trade_id.as_str());
-        self.trades.run.rows_in += 1;
-        if self.trade_keys.insert(&part, key, trade_key).await? {
-            self.trades.rows.push(at.source, t, at.ingest_us, at.file);
-            counts.good += 1;
-        } else {
-            counts.duplicates_dropped += 1;
-            self.trades.run.duplicates_dropped += 1;
-        }
-        Ok(())
-    }
-
-    fn quarantine(
-        &mut self,
-        at: &Origin<'_>,
-        record: i64,
-        raw: &str,
-        reason: &str,
-        counts: &mut SourceCounts,
-    ) {
-        self.quarantine.rows.push(&BadRecord {
-            source: at.source,
-            file: at.file,
-            record,
-            raw,
-            reason,
-            ingest_us: at.ingest_us,
-        });
-        counts.quarantined += 1;
-        self.quarantine.run.rows_in += 1;
-        // Also shown against the table the record was meant for.
-        let meant_for = if at.trades {
-            &mut self.trades.run
-        } else {
-            &mut self.quotes.run
-        };
-        meant_for.quarantined += 1;
-    }
-
-    async fn flush(&mut self) -> Result<()> {
-        self.quotes.flush(self.batch_size).await?;
-        self.trades.flush(self.batch_size).await?;
-        self.quarantine.flush(self.batch_size).await
-    }
-
-    /// Closes the writers: per output, the files written and the figures.
-    async fn close(self) -> Result<Vec<(Output, (Vec<iceberg::spec::DataFile>, TableRun))>> {
-        Ok(vec![
-            (Output::Quotes, self.quotes.close().await?),
-            (Output::Trades, self.trades.close().await?),
-            (Output::Quarantine, self.quarantine.close().await?),
-        ])
-    }
-}
-
-fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
-    batch
-        .column_by_name(name)
-        .map(|c| c.as_string::<i32>().clone())
-        .ok_or_else(|| Error::Invalid(format!("bronze batch has no {name}")))
-}
-
-/// Why a raw (non-object) record was kept aside.
-fn raw_reason(raw: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(raw) {
-        Err(e) => format!("invalid JSON: {e}"),
-        Ok(_) => "record is not a JSON object".to_string(),
-    }
-}
-
-/// What one bronze row becomes.
-enum RowOutcome {
-    Quote(Quote),
-    Trade(Trade),
-    Bad { reason: String, raw: String },
-}
-
-/// A bronze batch with every row's outcome worked out.
-struct NormalizedBatch {
-    batch: RecordBatch,
-    outcomes: Vec<RowOutcome>,
-}
-
-/// Parses and checks every row of a bronze batch (pure; runs on the blocking pool).
-fn normalize_batch(format: &str, batch: RecordBatch) -> Result<NormalizedBatch> {
-    let mut fields = RowFields::new(format, &batch)?;
-    let raw = string_column(&batch, "_raw")?;
-    let outcomes = (0..batch.num_rows())
-        .map(|row| {
-            fields.row = row;
-            if raw.is_valid(row) {
-                let text = raw.value(row);
-                return RowOutcome::Bad {
-                    reason: raw_reason(text),
-                    raw: text.to_string(),
-                };
-            }
-            match normalize(format, &fields) {
-                Ok(Normalized::Quote(q)) => RowOutcome::Quote(q),
-                Ok(Normalized::Trade(t)) => RowOutcome::Trade(t),
-                Err(reason) => RowOutcome::Bad {
-                    reason,
-                    raw: fields.to_json(),
-                },
-            }
-        })
-        .collect();
-    Ok(NormalizedBatch { batch, outcomes })
-}
-
-/// Where a bronze row came from.
-struct Origin<'a> {
-    source: &'a str,
-    /// The bronze rows hold trades (else quotes).
-    trades: bool,
-    file: &'a str,
-    ingest_us: i64,
-}
-
-/// One bronze row's source fields, by column name (`row` moves along the batch).
-struct RowFields {
-    names: std::sync::Arc<Vec<&'static str>>,
-    arrays: std::sync::Arc<Vec<Option<StringArray>>>,
-    row: usize,
-}
-
-impl RowFields {
-    fn new(source: &str, batch: &RecordBatch) -> Result<Self> {
-        let names: Vec<&'static str> = layout::bronze_source_fields(source)
-            .ok_or_else(|| Error::Invalid(format!("unknown source {source}")))?
-            .to_vec();
-        let arrays = names
-            .iter()
-            .map(|n| {
-                batch
-                    .column_by_name(n)
-                    .map(|c| c.as_string::<i32>().clone())
-            })
-            .collect();
-        Ok(Self {
-            names: std::sync::Arc::new(names),
-            arrays: std::sync::Arc::new(arrays),
-            row: 0,
-        })
-    }
-
-    /// The row as a JSON object of its non-null fields (what quarantine keeps as `raw`).
-    fn to_json(&self) -> String {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .names
-            .iter()
-            .filter_map(|n| Some((n.to_string(), serde_json::Value::from(self.get(n)?))))
-            .collect();
-        serde_json::Value::Object(map).to_string()
-    }
-}
-
-impl Fields for RowFields {
-    fn get(&self, name: &str) -> Option<&str> {
-        let i = self.names.iter().position(|n| *n == name)?;
-        let a = self.arrays[i].as_ref()?;
-        a.is_valid(self.row).then(|| a.value(self.row))
-    }
+    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 impl crate::Job for Silver {

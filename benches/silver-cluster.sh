@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# silver in-process and on a local Ballista cluster (1 scheduler, 2 executor processes) on the
+# same bronze data, so the cluster's overhead is known.
+#
+#   benches/silver-cluster.sh [MINUTES] [SYMBOLS]     (defaults 120 and 24)
+#
+# Builds the release binary, generates MINUTES of every source's data twice (same seed: two
+# identical projects), ingests both, then times `run silver` in one project in-process and in
+# the other with --cluster. Prints records, wall time and records/s of each, and checks that
+# both silver tables hold the same number of rows.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+minutes="${1:-120}"
+symbols="${2:-24}"
+
+cargo build --release --bin cryptolake
+bin="$CARGO_TARGET_DIR/release/cryptolake"
+work="$(mktemp -d)"
+cleanup() {
+    "$bin" -c "$work/remote/cryptolake.toml" cluster down --state-dir "$work/cluster" \
+        >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for p in local remote; do
+    "$bin" init "$work/$p" >/dev/null
+    "$bin" -c "$work/$p/cryptolake.toml" gen --minutes "$minutes" --symbols "$symbols" \
+        --dup-rate 0.02 --bad-rate 0.001 >/dev/null
+    "$bin" -c "$work/$p/cryptolake.toml" run ingest-files >/dev/null
+done
+
+port=$((20000 + RANDOM % 20000))
+"$bin" -c "$work/remote/cryptolake.toml" cluster up --executors 2 --port "$port" \
+    --state-dir "$work/cluster" >/dev/null
+
+# Runs silver in project $1 with the remaining arguments; prints one line of figures.
+measure() {
+    local project="$1"
+    shift
+    local start end
+    start="$(date +%s.%N)"
+    "$bin" -c "$work/$project/cryptolake.toml" run silver "$@" -o json >"$work/$project.json"
+    end="$(date +%s.%N)"
+    python3 - "$work/$project.json" "$start" "$end" "$project $*" <<'EOF'
+import json, sys
+summary = json.load(open(sys.argv[1]))[0]
+secs = float(sys.argv[3]) - float(sys.argv[2])
+records = sum(s["records"] for s in summary["sources"].values())
+rows = sum(t["rows_out"] for t in summary["tables"].values())
+print(f"{sys.argv[4]:<40} {records:>10,} records  {secs:7.2} s wall  "
+      f"{records / secs:>10,.0f} records/s  {rows:,} rows written")
+EOF
+}
+
+echo "silver on $minutes minutes x $symbols symbols of generated data"
+measure local
+measure remote --cluster "df://127.0.0.1:$port"
+for table in silver.quotes silver.trades silver.quarantine; do
+    a="$("$bin" -c "$work/local/cryptolake.toml" sql "SELECT count(*) AS n FROM $table" -o json)"
+    b="$("$bin" -c "$work/remote/cryptolake.toml" sql "SELECT count(*) AS n FROM $table" -o json)"
+    if [ "$a" != "$b" ]; then
+        echo "$table differs: in-process $a, cluster $b" >&2
+        exit 1
+    fi
+done
+echo "both runs wrote the same row counts"
