@@ -744,6 +744,155 @@ mod tests {
         assert_eq!(parts, [0, 1]);
     }
 
+    /// bronze.trades with one file: two good trades, the first again (a duplicate), one
+    /// record with a bad price and one that was not JSON; plus the silver plan over it.
+    async fn silver_fixture() -> (Fixture, LogicalPlan, Arc<crate::silver::nodes::SinkSpec>) {
+        use crate::sources::bronze::BronzeBuilder;
+        use crate::sources::records::Record;
+        let f = fixture().await;
+        let bronze = f
+            .lake
+            .ensure_table(&cryptolake_catalog::layout::bronze("trades").unwrap())
+            .await
+            .unwrap();
+        let schema = crate::write::arrow_schema(&bronze).unwrap();
+        let mut rows = BronzeBuilder::new(schema, 1_767_225_600_000_000);
+        let trade = |id: &'static str, price: &'static str| {
+            let values = [
+                id,
+                "u1",
+                "BTC/USD",
+                "buy",
+                "0.5",
+                price,
+                "2026-01-01T00:00:01Z",
+            ];
+            Record::Fields(
+                values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (i, v.into()))
+                    .collect(),
+            )
+        };
+        rows.push("f.json", 0, &trade("t1", "100.5"));
+        rows.push("f.json", 1, &trade("t2", "101"));
+        rows.push("f.json", 2, &trade("t1", "100.5"));
+        rows.push("f.json", 3, &trade("t3", "lots"));
+        rows.push("f.json", 4, &Record::Raw("{not json".into()));
+        let mut writer = crate::write::TableWriter::new(&bronze, 1 << 20).unwrap();
+        writer.write(rows.finish().unwrap()).await.unwrap();
+        let files = writer.close().await.unwrap();
+        let scan = LogicalPlanBuilder::scan(
+            "bronze.trades",
+            provider_as_source(Arc::new(
+                IcebergProvider::with_groups(bronze, vec![files]).unwrap(),
+            )),
+            None,
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let normalize = SilverNormalizeNode::new(
+            scan,
+            NormalizeSpec {
+                source: "trades".into(),
+                format: "trades".into(),
+                takes: vec![
+                    crate::silver::Output::Trades,
+                    crate::silver::Output::Quarantine,
+                ],
+                now_us: 1_767_225_700_000_000,
+            },
+        );
+        let mut tables = Vec::new();
+        for layout in [
+            cryptolake_catalog::layout::silver_quotes(),
+            cryptolake_catalog::layout::silver_trades(),
+            cryptolake_catalog::layout::silver_quarantine(),
+        ] {
+            tables.push(TableRef::of(&f.lake.ensure_table(&layout).await.unwrap()));
+        }
+        let spec = Arc::new(SinkSpec {
+            tables,
+            target_file_size: 1 << 20,
+            batch_size: 1024,
+        });
+        let plan = SilverSinkNode::new(normalize.into_plan(), spec.clone()).into_plan();
+        (f, plan, spec)
+    }
+
+    #[tokio::test]
+    async fn silver_nodes_round_trip_as_a_logical_plan() {
+        let (f, plan, spec) = silver_fixture().await;
+        let codec = CryptolakeLogicalCodec::new(f.lake.file_io().clone());
+        let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &codec).unwrap();
+        let ctx = SessionContext::new();
+        let back =
+            logical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        assert_eq!(back, plan);
+        assert_eq!(
+            back.display_indent().to_string(),
+            plan.display_indent().to_string()
+        );
+        let LogicalPlan::Extension(ext) = &back else {
+            panic!("not an extension: {back}");
+        };
+        let sink = ext.node.as_any().downcast_ref::<SilverSinkNode>().unwrap();
+        assert_eq!(sink.spec.tables, spec.tables);
+        let LogicalPlan::Extension(inner) = &sink.input else {
+            panic!("not an extension: {}", sink.input);
+        };
+        let normalize = inner
+            .node
+            .as_any()
+            .downcast_ref::<SilverNormalizeNode>()
+            .unwrap();
+        assert_eq!(normalize.spec.takes.len(), 2);
+        assert_eq!(normalize.spec.now_us, 1_767_225_700_000_000);
+    }
+
+    #[tokio::test]
+    async fn silver_nodes_round_trip_as_a_physical_plan_and_the_decoded_plan_runs() {
+        let (f, plan, spec) = silver_fixture().await;
+        let ctx = Engine::InProcess
+            .session(f.lake.file_io(), 2, 1024)
+            .await
+            .unwrap();
+        let physical = ctx.state().create_physical_plan(&plan).await.unwrap();
+        let shown = |p: &Arc<dyn ExecutionPlan>| displayable(p.as_ref()).indent(true).to_string();
+        // The sink asked for its input hash-partitioned: the planner put the shuffle in.
+        assert!(
+            shown(&physical).contains("RepartitionExec: partitioning=Hash([_shuffle@1], 2)"),
+            "{}",
+            shown(&physical)
+        );
+        let codec = CryptolakePhysicalCodec::new(f.lake.file_io().clone());
+        let bytes = physical_plan_to_bytes_with_extension_codec(physical.clone(), &codec).unwrap();
+        let back =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        assert_eq!(shown(&back), shown(&physical));
+        assert!(shown(&back).contains("SilverNormalizeExec: source=trades"));
+        let rows = datafusion::physical_plan::collect(back, ctx.task_ctx())
+            .await
+            .unwrap();
+        let result = crate::silver::nodes::sink_result(&spec, &rows).unwrap();
+        // One task per hash partition reported its counts.
+        assert_eq!(result.tasks, 2);
+        let c = &result.counts.sources["trades"];
+        assert_eq!(
+            (c.records, c.good, c.duplicates_dropped, c.quarantined),
+            (5, 2, 1, 2)
+        );
+        let count = |i: usize| {
+            result.files[i]
+                .iter()
+                .map(|f| f.record_count())
+                .sum::<u64>()
+        };
+        assert_eq!((count(0), count(1), count(2)), (0, 2, 2));
+    }
+
     #[test]
     fn a_kafka_scan_round_trips_without_its_password() {
         let config = KafkaConfig {
