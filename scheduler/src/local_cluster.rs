@@ -178,11 +178,35 @@ fn start_all(spec: &LocalClusterSpec, cluster: &mut LocalCluster) -> Result<()> 
             &work.to_string_lossy(),
         ]
         .map(String::from);
-        let executor = spawn(spec, &format!("executor-{i}"), &args, port)?;
-        cluster.processes.push(executor.clone());
-        wait_for_port(&executor, Duration::from_secs(30))?;
+        start_executor(spec, cluster, &format!("executor-{i}"), &args, port)?;
     }
     Ok(())
+}
+
+/// Starts one executor, again (up to three times) when it exits while starting. Ballista 53's
+/// executor registers before its gRPC server listens; on a loaded machine the scheduler's
+/// call back can come first, and the executor exits with "could not connect".
+fn start_executor(
+    spec: &LocalClusterSpec,
+    cluster: &mut LocalCluster,
+    role: &str,
+    args: &[String],
+    port: u16,
+) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let executor = spawn(spec, role, args, port)?;
+        cluster.processes.push(executor.clone());
+        match wait_for_port(&executor, Duration::from_secs(30)) {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 3 && !is_alive(executor.pid) => {
+                tracing::warn!(role, attempt, error = %e, "executor exited while starting; starting it again");
+                cluster.processes.pop();
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sends SIGTERM, then SIGKILL to what is still alive after a grace period.

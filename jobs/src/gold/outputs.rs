@@ -111,13 +111,15 @@ fn market_snapshot() -> GoldOutput {
         touched_sql: "SELECT DISTINCT source, date_trunc('minute', event_time) AS snapshot_time \
                       FROM new_quotes WHERE market_cap IS NOT NULL"
             .into(),
+        // Totals are summed as decimals (exact, whatever order the rows come in), then divided
+        // as doubles: a double sum's last bits would depend on the row order.
         compute_sql: "WITH s AS (
                SELECT q.source, t.snapshot_time, q.symbol, q.price, q.market_cap, q.volume_24h
                FROM quotes q JOIN t ON q.source = t.source AND date_trunc('minute', q.event_time) = t.snapshot_time
                WHERE q.market_cap IS NOT NULL),
              tot AS (
-               SELECT source, snapshot_time, sum(CAST(market_cap AS DOUBLE)) AS mc,
-                 sum(CAST(volume_24h AS DOUBLE)) AS vol
+               SELECT source, snapshot_time, CAST(sum(market_cap) AS DOUBLE) AS mc,
+                 CAST(sum(volume_24h) AS DOUBLE) AS vol
                FROM s GROUP BY source, snapshot_time)
              SELECT s.snapshot_time, s.source, s.symbol, s.price, s.market_cap, s.volume_24h,
                100.0 * CAST(s.market_cap AS DOUBLE) / tot.mc AS dominance_pct,
