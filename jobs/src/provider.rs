@@ -200,17 +200,23 @@ impl TableProvider for IcebergProvider {
 }
 
 /// Splits tasks into at most `n` groups of about equal bytes (largest first, to the lightest).
-pub fn group_by_size(mut tasks: Vec<FileScanTask>, n: usize) -> Vec<Vec<FileScanTask>> {
-    let n = n.min(tasks.len()).max(1);
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.length));
-    let mut groups: Vec<(u64, Vec<FileScanTask>)> = (0..n).map(|_| (0, Vec::new())).collect();
-    for task in tasks {
+pub fn group_by_size(tasks: Vec<FileScanTask>, n: usize) -> Vec<Vec<FileScanTask>> {
+    pack_by_size(tasks, n, |t| t.length)
+}
+
+/// Splits items into at most `n` groups of about equal total `size` (largest first, each to
+/// the lightest group so far).
+pub fn pack_by_size<T>(mut items: Vec<T>, n: usize, size: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+    let n = n.min(items.len()).max(1);
+    items.sort_by_key(|t| std::cmp::Reverse(size(t)));
+    let mut groups: Vec<(u64, Vec<T>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    for item in items {
         let lightest = groups
             .iter_mut()
             .min_by_key(|(bytes, _)| *bytes)
             .expect("n >= 1");
-        lightest.0 += task.length;
-        lightest.1.push(task);
+        lightest.0 += size(&item);
+        lightest.1.push(item);
     }
     groups.into_iter().map(|(_, g)| g).collect()
 }

@@ -7,6 +7,9 @@
 //! crash between the three commits never duplicates or loses a row. Quotes are deduplicated on
 //! `(source, symbol, event_time)` and trades on `trade_id`, within the run and against what the
 //! table already holds in the partitions touched.
+//!
+//! The run is one DataFusion plan (see [`stage`] and [`nodes`]): the same in this process and
+//! on a Ballista cluster. Only planning and the commits run on the driver.
 
 mod batches;
 mod dedup;
@@ -33,7 +36,7 @@ use self::stage::{NormalizeSpec, SinkCounts};
 use crate::context::JobContext;
 use crate::dist::TableRef;
 use crate::fault::maybe_crash;
-use crate::provider::IcebergProvider;
+use crate::provider::{IcebergProvider, pack_by_size};
 use crate::scan::{self, AppendedFiles};
 use crate::sources::BronzeInput;
 use crate::summary::{RunSummary, TableRun};
@@ -333,7 +336,8 @@ impl Silver {
                 }
             }
             for (takes, files) in by_takes {
-                let groups = group_files(files, partitions);
+                // Whole files, each read in order within its group.
+                let groups = pack_by_size(files, partitions, |f| f.file_size_in_bytes());
                 let provider = IcebergProvider::with_groups(bronze.clone(), groups)?;
                 let scan = LogicalPlanBuilder::scan(
                     input.bronze_table.clone(),
@@ -408,23 +412,6 @@ fn table_run(counts: &SinkCounts, out: Output, files: &[DataFile]) -> TableRun {
         bytes_written: files.iter().map(|f| f.file_size_in_bytes()).sum(),
         ..Default::default()
     }
-}
-
-/// Splits bronze files into at most `n` groups of about equal bytes, a scan task each (largest
-/// first, to the lightest group). A file stays whole and in order within its group.
-fn group_files(mut files: Vec<DataFile>, n: usize) -> Vec<Vec<DataFile>> {
-    let n = n.min(files.len()).max(1);
-    files.sort_by_key(|f| std::cmp::Reverse(f.file_size_in_bytes()));
-    let mut groups: Vec<(u64, Vec<DataFile>)> = (0..n).map(|_| (0, Vec::new())).collect();
-    for file in files {
-        let lightest = groups
-            .iter_mut()
-            .min_by_key(|(bytes, _)| *bytes)
-            .expect("n >= 1");
-        lightest.0 += file.file_size_in_bytes();
-        lightest.1.push(file);
-    }
-    groups.into_iter().map(|(_, g)| g).collect()
 }
 
 impl crate::Job for Silver {
