@@ -232,23 +232,14 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
 
     // Both executor processes wrote files, and no other process did.
     let quotes = &summary[0]["tables"]["silver.quotes"];
-    let writers: Vec<u64> = summary[0]["tables"]
+    let mut writers: Vec<u64> = summary[0]["tables"]
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|t| t["writers"].as_array().cloned().unwrap_or_default())
-        .map(|w| {
-            w.as_str()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect::<std::collections::BTreeSet<u64>>()
-        .into_iter()
+        .flat_map(writer_pids)
         .collect();
+    writers.sort();
+    writers.dedup();
     let mut executors = cluster.executor_pids();
     executors.sort();
     assert_eq!(writers, executors, "{summary}");
@@ -319,12 +310,12 @@ fn job_summary<'v>(summaries: &'v Value, job: &str) -> &'v Value {
         .unwrap_or_else(|| panic!("no {job} in {summaries}"))
 }
 
-/// Executor pids among a summary's writers (`host:pid`).
+/// The pids of a table run's writers (`host:pid`), sorted; none when it lists none.
 fn writer_pids(table: &Value) -> Vec<u64> {
     let mut pids: Vec<u64> = table["writers"]
         .as_array()
-        .unwrap_or_else(|| panic!("no writers: {table}"))
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|w| {
             w.as_str()
                 .unwrap()
