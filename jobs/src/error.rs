@@ -56,6 +56,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// Our own error back out of DataFusion's wrapping (a node's task failed with it), so its
+    /// message, retryability and exit code survive.
+    pub fn from_datafusion(e: datafusion::error::DataFusionError) -> Self {
+        match e {
+            datafusion::error::DataFusionError::External(inner) => {
+                match inner.downcast::<Error>() {
+                    Ok(ours) => *ours,
+                    Err(other) => {
+                        Error::DataFusion(datafusion::error::DataFusionError::External(other))
+                    }
+                }
+            }
+            other => Error::DataFusion(other),
+        }
+    }
+
     /// True when running the same job again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -5,23 +5,28 @@
 //! no snapshot of the table has taken, writes their rows, and commits rows and file list in one
 //! snapshot, requiring (again, on every retry) that no other run took them meanwhile. A crash
 //! before the commit leaves only unreferenced files; the next run takes the same files again.
+//!
+//! Each source's run is one plan on the engine (in this process or on a cluster): a landing
+//! scan split into groups of whole files, one task each, under a write node; the tasks return
+//! their files and the records they read, and the driver commits.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use cryptolake_catalog::layout::{self, LANDING_SOURCES};
 use cryptolake_catalog::{Requirement, SnapshotCommit};
-use futures::StreamExt;
-use iceberg::spec::TableMetadata;
+use iceberg::spec::{DataFile, TableMetadata};
 use serde::Serialize;
 
 use crate::context::JobContext;
+use crate::dist::{IcebergWriteNode, TableRef, records_read_total};
 use crate::fault::maybe_crash;
-use crate::sources::bronze::BronzeBuilder;
+use crate::provider::pack_by_size;
 use crate::sources::landing::{self, LandingFile};
-use crate::sources::records::{Record, RecordDecoder};
+use crate::sources::node::{LandingScan, SourceNode, SourceSpec};
 use crate::summary::{RunSummary, SourceCounts, TableRun};
-use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
+use crate::write::arrow_schema;
 use crate::{Error, Result};
 
 /// Snapshot summary key holding the landing files (relative paths, JSON array) a snapshot took.
@@ -158,37 +163,56 @@ impl IngestFiles {
     }
 }
 
-/// Reads, splits and decodes one landing file into bronze batches (CPU work, run on the
-/// blocking pool). Returns the batches and the number of records.
-fn decode_file(
-    source: &str,
-    file: &LandingFile,
-    schema: arrow::datatypes::SchemaRef,
-    ingest_us: i64,
-    batch_size: usize,
-) -> Result<(Vec<arrow::array::RecordBatch>, u64)> {
-    let bytes = landing::read_file(&file.path)?;
-    let fields = layout::bronze_source_fields(source).unwrap_or(&[]);
-    let decoder = RecordDecoder::new(source, fields);
-    let mut records: Vec<Record<'_>> = Vec::new();
-    for piece in landing::split_values(&bytes) {
-        decoder.decode(&piece, &mut records);
-    }
-    let file_id = format!("{source}/{}", file.rel_path);
-    let mut builder = BronzeBuilder::new(schema, ingest_us);
-    let mut batches = Vec::new();
-    for (index, record) in records.iter().enumerate() {
-        builder.push(&file_id, index as i64, record);
-        if builder.len() >= batch_size {
-            batches.push(builder.finish()?);
-        }
-    }
-    if !builder.is_empty() {
-        batches.push(builder.finish()?);
-    }
-    Ok((batches, records.len() as u64))
+/// What one source's write returned.
+struct Written {
+    files: Vec<DataFile>,
+    records: u64,
+    writers: std::collections::BTreeSet<String>,
 }
 
+/// Writes one source's planned files as one plan on the engine (the files split by size into
+/// a task each, every task writing its own data files). Commits nothing.
+async fn write_source(
+    ctx: &JobContext,
+    plan: &SourcePlan,
+    table: &iceberg::table::Table,
+    ingest_us: i64,
+) -> Result<Written> {
+    let session = ctx.session().await?;
+    let tasks = session.state().config().target_partitions();
+    let scan = LandingScan {
+        source: plan.source.clone(),
+        groups: pack_by_size(plan.files.clone(), tasks, |f| f.size),
+        schema: arrow_schema(table)?,
+        ingest_us,
+        batch_size: ctx.settings.batch_size,
+    };
+    let table_ref = TableRef::of(table);
+    let write = IcebergWriteNode::new(
+        SourceNode::new(SourceSpec::Landing(scan))?.into_plan(),
+        Arc::new(table_ref.clone()),
+        ctx.settings.target_file_size,
+    );
+    let written = ctx
+        .engine
+        .write(&session, &table_ref, write.into_plan())
+        .await?;
+    let records = records_read_total(&written).unwrap_or(0);
+    let rows: u64 = written.iter().map(|w| w.file.record_count()).sum();
+    if rows != records {
+        return Err(Error::Invalid(format!(
+            "{}: read {records} landing records but wrote {rows} rows: refusing to commit",
+            plan.source
+        )));
+    }
+    Ok(Written {
+        writers: written.iter().map(|w| w.writer.clone()).collect(),
+        files: written.into_iter().map(|w| w.file).collect(),
+        records,
+    })
+}
+
+/// Writes one source's planned files, then commits them with the list of files taken.
 async fn ingest_source(
     ctx: &JobContext,
     plan: SourcePlan,
@@ -196,31 +220,17 @@ async fn ingest_source(
 ) -> Result<(String, String, SourceCounts, TableRun)> {
     let layout = layout::bronze(&plan.source)?;
     let table = ctx.lake.ensure_table(&layout).await?;
-    let writer =
-        BackgroundWriter::spawn(TableWriter::new(&table, ctx.settings.target_file_size)?, 2);
-    let schema = arrow_schema(&table)?;
-    let batch_size = ctx.settings.batch_size;
-    let mut counts = SourceCounts::default();
-    // Files decode on the blocking pool, a few at a time, in order; the writer encodes beside.
-    let source = plan.source.clone();
-    let mut decoded = futures::stream::iter(plan.files.iter().cloned().map(|file| {
-        let (source, schema) = (source.clone(), schema.clone());
-        tokio::task::spawn_blocking(move || {
-            decode_file(&source, &file, schema, ingest_us, batch_size)
-        })
-    }))
-    .buffered(ctx.settings.parallelism.max(1));
-    while let Some(joined) = decoded.next().await {
-        let (batches, records) =
-            joined.map_err(|e| Error::Invalid(format!("decoding task failed: {e}")))??;
-        for batch in batches {
-            writer.write(batch).await?;
-        }
-        counts.records += records;
-        counts.files += 1;
-        ctx.progress.advance(1);
-    }
-    let (data_files, _) = writer.close().await?;
+    let Written {
+        files: data_files,
+        records,
+        writers,
+    } = write_source(ctx, &plan, &table, ingest_us).await?;
+    ctx.progress.advance(plan.files.len() as u64);
+    let mut counts = SourceCounts {
+        records,
+        files: plan.files.len() as u64,
+        ..Default::default()
+    };
     maybe_crash(JOB, "after-write");
 
     let taken: Vec<String> = plan.files.iter().map(|f| f.rel_path.clone()).collect();
@@ -236,6 +246,7 @@ async fn ingest_source(
     let run = TableRun {
         rows_in: counts.records,
         rows_out: counts.records,
+        writers,
         files_written: data_files.len() as u64,
         bytes_written: data_files.iter().map(|f| f.file_size_in_bytes()).sum(),
         ..Default::default()

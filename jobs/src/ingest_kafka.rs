@@ -15,18 +15,17 @@ use std::time::Instant;
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::BOOKMARK_PREFIX;
 use cryptolake_catalog::layout;
-use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
-use futures::StreamExt;
 use iceberg::spec::TableMetadata;
 use serde::Serialize;
 
 use crate::context::JobContext;
+use crate::dist::{IcebergWriteNode, TableRef, records_read_total};
 use crate::fault::maybe_crash;
-use crate::sources::kafka::{self, KafkaScanExec, OffsetRange, TopicScan};
+use crate::sources::kafka::{self, OffsetRange, TopicScan};
 use crate::sources::kafka_config::{KafkaConfig, OnMissingOffsets, TopicConfig};
+use crate::sources::node::{SourceNode, SourceSpec};
 use crate::summary::{RunSummary, SourceCounts, TableRun};
-use crate::write::{BackgroundWriter, TableWriter, arrow_schema};
+use crate::write::arrow_schema;
 use crate::{Error, Result};
 
 const JOB: &str = "ingest-kafka";
@@ -246,12 +245,8 @@ impl IngestKafka {
         let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
         let layout = layout::kafka_bronze(ident.name(), &plan.format)?;
         let table = self.ctx.lake.ensure_table(&layout).await?;
-        let writer = BackgroundWriter::spawn(
-            TableWriter::new(&table, self.ctx.settings.target_file_size)?,
-            2,
-        );
-        let scan = KafkaScanExec::new(TopicScan {
-            config: self.kafka.clone(),
+        let scan = TopicScan {
+            config: self.kafka.as_ref().clone(),
             topic: plan.topic.clone(),
             format: plan.format.clone(),
             ranges: plan
@@ -267,10 +262,27 @@ impl IngestKafka {
             schema: arrow_schema(&table)?,
             ingest_us,
             batch_size: self.ctx.settings.batch_size,
-        });
-        let rows = self.read_into(&scan, &writer).await?;
-        let (data_files, _) = writer.close().await?;
-        let messages = scan.messages_read();
+        };
+        // One task per Kafka partition, each writing its own data files.
+        let session = self.ctx.session().await?;
+        let table_ref = TableRef::of(&table);
+        let write = IcebergWriteNode::new(
+            SourceNode::new(SourceSpec::Kafka(Box::new(scan)))?.into_plan(),
+            Arc::new(table_ref.clone()),
+            self.ctx.settings.target_file_size,
+        );
+        let written = self
+            .ctx
+            .engine
+            .write(&session, &table_ref, write.into_plan())
+            .await?;
+        let messages = records_read_total(&written).unwrap_or(0);
+        self.ctx.progress.advance(messages);
+        let rows: u64 = written.iter().map(|w| w.file.record_count()).sum();
+        let writers: std::collections::BTreeSet<String> =
+            written.iter().map(|w| w.writer.clone()).collect();
+        let data_files: Vec<iceberg::spec::DataFile> =
+            written.into_iter().map(|w| w.file).collect();
         maybe_crash(JOB, "after-write");
 
         let files_written = data_files.len() as u64;
@@ -313,28 +325,10 @@ impl IngestKafka {
             bytes_written,
             snapshot_id: Some(outcome.snapshot_id),
             commit_attempts: outcome.attempts,
+            writers,
             ..Default::default()
         };
         Ok((counts, run))
-    }
-
-    /// Reads every partition of the scan at once into the writer; returns the rows written.
-    async fn read_into(&self, scan: &KafkaScanExec, writer: &BackgroundWriter) -> Result<u64> {
-        let task = Arc::new(TaskContext::default());
-        let streams = (0..scan.scan().ranges.len())
-            .map(|p| scan.execute(p, task.clone()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut batches = futures::stream::select_all(streams);
-        let (mut rows, mut reported) = (0u64, 0u64);
-        while let Some(batch) = batches.next().await {
-            let batch = batch.map_err(unwrap_df)?;
-            rows += batch.num_rows() as u64;
-            writer.write(batch).await?;
-            let read = scan.messages_read();
-            self.ctx.progress.advance(read - reported);
-            reported = read;
-        }
-        Ok(rows)
     }
 }
 
@@ -351,17 +345,6 @@ fn offsets_unchanged(topic: &str, planned: Option<String>) -> cryptolake_catalog
             ))
         }
     })
-}
-
-/// Our own error back out of DataFusion's wrapping, so its message and retryability survive.
-fn unwrap_df(e: datafusion::error::DataFusionError) -> Error {
-    match e {
-        datafusion::error::DataFusionError::External(inner) => match inner.downcast::<Error>() {
-            Ok(ours) => *ours,
-            Err(other) => Error::DataFusion(datafusion::error::DataFusionError::External(other)),
-        },
-        other => Error::DataFusion(other),
-    }
 }
 
 impl crate::Job for IngestKafka {

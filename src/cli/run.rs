@@ -254,17 +254,6 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
         tables,
         bar,
     } = *run;
-    // Maintenance other than compact only touches metadata: it has nothing to distribute.
-    let data_job_in_driver = matches!(
-        job,
-        JobName::IngestFiles | JobName::IngestKafka | JobName::Gold
-    );
-    if data_job_in_driver && matches!(ctx.engine, Engine::Cluster(_)) {
-        tracing::warn!(
-            job = job_name(job),
-            "this job does not run on the cluster yet: it runs in this process"
-        );
-    }
     Ok(match job {
         JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, bar).await?,
         JobName::IngestKafka => {

@@ -10,10 +10,10 @@ use serde_json::Value;
 use crate::common::Project;
 
 /// A local cluster; `Drop` stops it.
-struct Cluster<'a> {
+pub struct Cluster<'a> {
     project: &'a Project,
     state_dir: PathBuf,
-    url: String,
+    pub url: String,
     rest: String,
     info: Value,
 }
@@ -39,7 +39,7 @@ fn rand_u16() -> u16 {
 }
 
 impl<'a> Cluster<'a> {
-    fn up(project: &'a Project, executors: u16) -> Self {
+    pub fn up(project: &'a Project, executors: u16) -> Self {
         Self::up_with(project, executors, &[])
     }
 
@@ -120,14 +120,17 @@ impl<'a> Cluster<'a> {
         panic!("{n} executors never registered");
     }
 
-    fn executor_pids(&self) -> Vec<u64> {
-        self.info["processes"]
+    /// The executors' pids, sorted.
+    pub fn executor_pids(&self) -> Vec<u64> {
+        let mut pids: Vec<u64> = self.info["processes"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|p| p["role"].as_str().unwrap().starts_with("executor"))
             .map(|p| p["pid"].as_u64().unwrap())
-            .collect()
+            .collect();
+        pids.sort();
+        pids
     }
 }
 
@@ -240,8 +243,7 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
         .collect();
     writers.sort();
     writers.dedup();
-    let mut executors = cluster.executor_pids();
-    executors.sort();
+    let executors = cluster.executor_pids();
     assert_eq!(writers, executors, "{summary}");
     assert_eq!(quotes["files_written"], 3, "{quotes}");
 
@@ -311,7 +313,7 @@ fn job_summary<'v>(summaries: &'v Value, job: &str) -> &'v Value {
 }
 
 /// The pids of a table run's writers (`host:pid`), sorted; none when it lists none.
-fn writer_pids(table: &Value) -> Vec<u64> {
+pub fn writer_pids(table: &Value) -> Vec<u64> {
     let mut pids: Vec<u64> = table["writers"]
         .as_array()
         .into_iter()
@@ -350,11 +352,49 @@ fn the_whole_pipeline_on_a_two_executor_cluster_equals_in_process() {
         local.ok(&["run", "all"]);
         let summaries = remote.json(&["run", "all", "--cluster", &cluster.url]);
         let silver = job_summary(&summaries, "silver");
-        let mut executors = cluster.executor_pids();
-        executors.sort();
+        let executors = cluster.executor_pids();
         for t in ["silver.quotes", "silver.trades"] {
             assert_eq!(writer_pids(&silver["tables"][t]), executors, "{silver}");
         }
+        // Bronze and gold files are written by the executors too, never by the driver; over
+        // all bronze tables, by both. (Gold's rows meet in one write task per table.)
+        for job in ["ingest-files", "gold"] {
+            let summary = job_summary(&summaries, job);
+            let tables = summary["tables"].as_object().unwrap();
+            assert!(tables.len() >= 4, "{summary}");
+            let mut all = Vec::new();
+            for (name, run) in tables {
+                let pids = writer_pids(run);
+                assert!(!pids.is_empty(), "{name}: {summary}");
+                assert!(
+                    pids.iter().all(|p| executors.contains(p)),
+                    "{name}: {summary}"
+                );
+                all.extend(pids);
+            }
+            all.sort();
+            all.dedup();
+            if job == "ingest-files" {
+                assert_eq!(all, executors, "{summary}");
+            }
+        }
+        // Every landing record was counted by the tasks that read it: the records the
+        // summary reports are the rows bronze gained.
+        let ingest = job_summary(&summaries, "ingest-files");
+        let records: u64 = ingest["sources"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|c| c["records"].as_u64().unwrap())
+            .sum();
+        let rows: u64 = ingest["tables"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|t| t["rows_out"].as_u64().unwrap())
+            .sum();
+        assert_eq!(records, rows, "{ingest}");
+        assert!(records > 0, "{ingest}");
     }
 
     // Every table holds the same rows either way.

@@ -267,6 +267,36 @@ fn every_message_lands_exactly_once_and_the_table_holds_the_offsets() {
 }
 
 #[test]
+fn on_a_two_executor_cluster_each_partition_is_read_by_an_executor_exactly_once() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    let cluster = crate::cluster::Cluster::up(&p, 2);
+    produce(&broker, 0, 300);
+    let summaries = p.json(&["run", "ingest-kafka", "--cluster", &cluster.url]);
+    let summary = &summaries[0];
+    assert_eq!(p.count("bronze.coinbase_trades"), 300);
+    assert_eq!(distinct_messages(&p), 300);
+    assert_eq!(
+        committed(&p),
+        serde_json::json!({"0": 100, "1": 100, "2": 100})
+    );
+    // The messages were counted by the tasks that read them, on the executors.
+    assert_eq!(
+        summary["sources"]["coinbase-trades"]["records"], 300,
+        "{summary}"
+    );
+    let writers = crate::cluster::writer_pids(&summary["tables"]["bronze.coinbase_trades"]);
+    assert!(!writers.is_empty(), "{summary}");
+    let executors = cluster.executor_pids();
+    assert!(writers.iter().all(|w| executors.contains(w)), "{summary}");
+
+    produce(&broker, 300, 150);
+    p.ok(&["run", "ingest-kafka", "--cluster", &cluster.url]);
+    assert_eq!(p.count("bronze.coinbase_trades"), 450);
+    assert_eq!(distinct_messages(&p), 450);
+}
+
+#[test]
 fn killed_between_write_and_commit_the_rerun_lands_exactly_once() {
     let broker = broker_with_trades();
     let p = kafka_project(&broker);

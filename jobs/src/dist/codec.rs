@@ -29,8 +29,8 @@ use crate::silver::nodes::{
     SilverNormalizeExec, SilverNormalizeNode, SilverSinkExec, SilverSinkNode, SinkSpec,
 };
 use crate::silver::stage::NormalizeSpec;
-use crate::sources::kafka::{KafkaScanExec, OffsetRange, TopicScan};
-use crate::sources::kafka_config::KafkaConfig;
+use crate::sources::kafka::{KafkaScanExec, TopicScan};
+use crate::sources::node::{LandingScan, LandingScanExec, SourceNode, SourceSpec};
 
 /// Encoded by Ballista's codec.
 const TAG_BALLISTA: u8 = 0;
@@ -69,17 +69,12 @@ fn delegate(buf: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> DfResult<()>) -> 
     Ok(())
 }
 
-/// An Arrow schema as IPC flatbuffer bytes.
 fn schema_bytes(schema: &Schema) -> Vec<u8> {
-    arrow::ipc::convert::IpcSchemaEncoder::new()
-        .schema_to_fb(schema)
-        .finished_data()
-        .to_vec()
+    super::schema_serde::to_bytes(schema)
 }
 
 fn schema_from(bytes: &[u8]) -> DfResult<SchemaRef> {
-    let fb = arrow::ipc::root_as_schema(bytes).map_err(err)?;
-    Ok(Arc::new(arrow::ipc::convert::fb_to_schema(fb)))
+    Ok(super::schema_serde::from_bytes(bytes)?)
 }
 
 /// A file scan task as plans carry it. iceberg's own `FileScanTask` does not serialize its
@@ -144,6 +139,8 @@ enum LogicalNode {
     IcebergWrite {
         table: TableRef,
         target_file_size: usize,
+        #[serde(default)]
+        single_task: bool,
     },
     IcebergTable {
         table: TableRef,
@@ -153,6 +150,7 @@ enum LogicalNode {
     },
     SilverNormalize(NormalizeSpec),
     SilverSink(SinkSpec),
+    Source(SourceSpec),
 }
 
 /// cryptolake's physical nodes.
@@ -168,16 +166,11 @@ enum PhysicalNode {
     IcebergWrite {
         table: TableRef,
         target_file_size: usize,
+        #[serde(default)]
+        single_task: bool,
     },
-    KafkaScan {
-        config: KafkaConfig,
-        topic: String,
-        format: String,
-        ranges: Vec<OffsetRange>,
-        schema: Vec<u8>,
-        ingest_us: i64,
-        batch_size: usize,
-    },
+    KafkaScan(TopicScan),
+    LandingScan(LandingScan),
     SilverNormalize(NormalizeSpec),
     SilverSink(SinkSpec),
 }
@@ -221,17 +214,18 @@ impl LogicalExtensionCodec for CryptolakeLogicalCodec {
                 LogicalNode::IcebergWrite {
                     table,
                     target_file_size,
-                } => Arc::new(IcebergWriteNode::new(
-                    input()?,
-                    Arc::new(table),
-                    target_file_size,
-                )),
+                    single_task,
+                } => Arc::new(
+                    IcebergWriteNode::new(input()?, Arc::new(table), target_file_size)
+                        .single_task(single_task),
+                ),
                 LogicalNode::SilverNormalize(spec) => {
                     Arc::new(SilverNormalizeNode::new(input()?, spec))
                 }
                 LogicalNode::SilverSink(spec) => {
                     Arc::new(SilverSinkNode::new(input()?, Arc::new(spec)))
                 }
+                LogicalNode::Source(spec) => Arc::new(SourceNode::new(spec).map_err(lib_err)?),
                 other => return Err(err(format!("{other:?} is not a plan node"))),
             };
         Ok(Extension { node })
@@ -243,11 +237,14 @@ impl LogicalExtensionCodec for CryptolakeLogicalCodec {
             LogicalNode::IcebergWrite {
                 table: write.table.as_ref().clone(),
                 target_file_size: write.target_file_size,
+                single_task: write.single_task,
             }
         } else if let Some(n) = any.downcast_ref::<SilverNormalizeNode>() {
             LogicalNode::SilverNormalize(n.spec.clone())
         } else if let Some(n) = any.downcast_ref::<SilverSinkNode>() {
             LogicalNode::SilverSink(n.spec.as_ref().clone())
+        } else if let Some(n) = any.downcast_ref::<SourceNode>() {
+            LogicalNode::Source(n.spec.clone())
         } else {
             return delegate(buf, |b| self.inner.try_encode(node, b));
         };
@@ -410,19 +407,14 @@ impl CryptolakePhysicalCodec {
             return Ok(Some(PhysicalNode::IcebergWrite {
                 table: write.table_ref().as_ref().clone(),
                 target_file_size: write.target_file_size(),
+                single_task: write.single_task(),
             }));
         }
         if let Some(kafka) = any.downcast_ref::<KafkaScanExec>() {
-            let scan = kafka.scan();
-            return Ok(Some(PhysicalNode::KafkaScan {
-                config: scan.config.as_ref().clone(),
-                topic: scan.topic.clone(),
-                format: scan.format.clone(),
-                ranges: scan.ranges.clone(),
-                schema: schema_bytes(&scan.schema),
-                ingest_us: scan.ingest_us,
-                batch_size: scan.batch_size,
-            }));
+            return Ok(Some(PhysicalNode::KafkaScan(kafka.scan().clone())));
+        }
+        if let Some(landing) = any.downcast_ref::<LandingScanExec>() {
+            return Ok(Some(PhysicalNode::LandingScan(landing.scan().clone())));
         }
         if let Some(n) = any.downcast_ref::<SilverNormalizeExec>() {
             return Ok(Some(PhysicalNode::SilverNormalize(n.spec().clone())));
@@ -462,36 +454,23 @@ impl CryptolakePhysicalCodec {
             PhysicalNode::IcebergWrite {
                 table,
                 target_file_size,
+                single_task,
             } => {
                 let input = inputs
                     .first()
                     .cloned()
                     .ok_or_else(|| err("IcebergWriteExec without input"))?;
                 let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
-                Arc::new(IcebergWriteExec::new(
+                Arc::new(IcebergWriteExec::with_tasks(
                     input,
                     Arc::new(table),
                     opened,
                     target_file_size,
+                    single_task,
                 ))
             }
-            PhysicalNode::KafkaScan {
-                config,
-                topic,
-                format,
-                ranges,
-                schema,
-                ingest_us,
-                batch_size,
-            } => Arc::new(KafkaScanExec::new(TopicScan {
-                config: Arc::new(config),
-                topic,
-                format,
-                ranges,
-                schema: schema_from(&schema)?,
-                ingest_us,
-                batch_size,
-            })),
+            PhysicalNode::KafkaScan(scan) => Arc::new(KafkaScanExec::new(scan)),
+            PhysicalNode::LandingScan(scan) => Arc::new(LandingScanExec::new(scan)),
             PhysicalNode::SilverNormalize(spec) => {
                 let input = inputs
                     .first()
@@ -571,6 +550,7 @@ mod tests {
 
     use super::*;
     use crate::dist::{Engine, IcebergWriteNode};
+    use crate::sources::kafka::OffsetRange;
     use crate::sources::kafka_config::KafkaConfig;
 
     struct Fixture {
@@ -893,6 +873,119 @@ mod tests {
         assert_eq!((count(0), count(1), count(2)), (0, 2, 2));
     }
 
+    /// A write into bronze.trades over a landing scan of two groups: a.json (two good lines and
+    /// one that is not JSON) and b.json (an array of two).
+    async fn landing_write(f: &Fixture, landing: &std::path::Path) -> (LogicalPlan, TableRef) {
+        let bronze = f
+            .lake
+            .ensure_table(&cryptolake_catalog::layout::bronze("trades").unwrap())
+            .await
+            .unwrap();
+        let src = landing.join("trades");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(
+            src.join("a.json"),
+            "{\"trade_id\":\"t1\"}\n{\"trade_id\":\"t2\"}\nnot json\n",
+        )
+        .unwrap();
+        std::fs::write(
+            src.join("b.json"),
+            "[{\"trade_id\":\"t3\"},{\"trade_id\":\"t4\"}]",
+        )
+        .unwrap();
+        let files = crate::sources::landing::list_source(landing, "trades").unwrap();
+        let scan = LandingScan {
+            source: "trades".into(),
+            groups: files.into_iter().map(|f| vec![f]).collect(),
+            schema: crate::write::arrow_schema(&bronze).unwrap(),
+            ingest_us: 1_767_225_600_000_000,
+            batch_size: 100,
+        };
+        let table = TableRef::of(&bronze);
+        let source = SourceNode::new(SourceSpec::Landing(scan)).unwrap();
+        let plan = IcebergWriteNode::new(source.into_plan(), Arc::new(table.clone()), 4096);
+        (plan.into_plan(), table)
+    }
+
+    #[tokio::test]
+    async fn a_landing_write_round_trips_and_its_decoded_plan_returns_files_and_counts() {
+        let f = fixture().await;
+        let landing = tempfile::tempdir().unwrap();
+        let (plan, table) = landing_write(&f, landing.path()).await;
+        let logical = CryptolakeLogicalCodec::new(f.lake.file_io().clone());
+        let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &logical).unwrap();
+        let ctx = SessionContext::new();
+        let back = logical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &logical)
+            .unwrap();
+        assert_eq!(back, plan);
+
+        let ctx = Engine::InProcess
+            .session(f.lake.file_io(), 2, 1024)
+            .await
+            .unwrap();
+        let physical = ctx.state().create_physical_plan(&plan).await.unwrap();
+        let shown = |p: &Arc<dyn ExecutionPlan>| displayable(p.as_ref()).indent(true).to_string();
+        // The write sits straight on the scan (DataFusion's cooperative-scheduling wrapper
+        // aside): one task per group, no repartition between.
+        assert_eq!(
+            shown(&physical),
+            "IcebergWriteExec: table=bronze.trades, target_file_size=4096\n  \
+             CooperativeExec\n    \
+             LandingScanExec: source=trades, groups=2, files=2\n"
+        );
+        let codec = CryptolakePhysicalCodec::new(f.lake.file_io().clone());
+        let bytes = physical_plan_to_bytes_with_extension_codec(physical.clone(), &codec).unwrap();
+        let back =
+            physical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        assert_eq!(shown(&back), shown(&physical));
+        let rows = datafusion::physical_plan::collect(back, ctx.task_ctx())
+            .await
+            .unwrap();
+        let written = crate::dist::written_files(&table, &rows).unwrap();
+        let mut per_task: Vec<(u32, u64, Option<u64>)> = written
+            .iter()
+            .map(|w| (w.partition, w.file.record_count(), w.records_read))
+            .collect();
+        per_task.sort();
+        assert_eq!(per_task, [(0, 3, Some(3)), (1, 2, Some(2))]);
+        assert_eq!(crate::dist::records_read_total(&written), Some(5));
+    }
+
+    #[test]
+    fn a_kafka_source_round_trips_as_a_logical_plan() {
+        let schema = cryptolake_catalog::layout::kafka_bronze("coinbase_trades", "trades")
+            .unwrap()
+            .schema()
+            .unwrap();
+        let scan = TopicScan {
+            config: KafkaConfig::default(),
+            topic: "coinbase-trades".into(),
+            format: "trades".into(),
+            ranges: vec![OffsetRange {
+                partition: 1,
+                start: 4,
+                end: 9,
+            }],
+            schema: Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap()),
+            ingest_us: 3,
+            batch_size: 64,
+        };
+        let plan = SourceNode::new(SourceSpec::Kafka(Box::new(scan.clone())))
+            .unwrap()
+            .into_plan();
+        let codec = CryptolakeLogicalCodec::new(FileIO::new_with_fs());
+        let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &codec).unwrap();
+        let ctx = SessionContext::new();
+        let back =
+            logical_plan_from_bytes_with_extension_codec(&bytes, &ctx.task_ctx(), &codec).unwrap();
+        assert_eq!(back, plan);
+        let LogicalPlan::Extension(ext) = &back else {
+            panic!("not an extension: {back}");
+        };
+        let node = ext.node.as_any().downcast_ref::<SourceNode>().unwrap();
+        assert_eq!(node.spec, SourceSpec::Kafka(Box::new(scan)));
+    }
+
     #[test]
     fn a_kafka_scan_round_trips_without_its_password() {
         let config = KafkaConfig {
@@ -906,7 +999,7 @@ mod tests {
             .unwrap();
         let arrow: SchemaRef = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
         let scan = KafkaScanExec::new(TopicScan {
-            config: Arc::new(config.clone()),
+            config: config.clone(),
             topic: "coinbase-trades".into(),
             format: "trades".into(),
             ranges: vec![
@@ -935,7 +1028,7 @@ mod tests {
         let back = codec.try_decode(&buf, &[], &ctx.task_ctx()).unwrap();
         let back = back.as_any().downcast_ref::<KafkaScanExec>().unwrap();
         assert_eq!(back.scan().ranges, plan_ranges(&plan));
-        assert_eq!(back.scan().config.as_ref(), &config);
+        assert_eq!(back.scan().config, config);
         assert_eq!(back.scan().schema, arrow);
         assert_eq!(back.scan().ingest_us, 1_700_000_000_000_000);
         assert_eq!(back.properties().partitioning.partition_count(), 2);

@@ -206,7 +206,7 @@ async fn run(ctx: &SessionContext, plan: LogicalPlan, cluster: bool) -> Result<V
         {
             Err(Error::Cluster(e.to_string()))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::from_datafusion(e)),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod codec;
 mod engine;
+pub mod schema_serde;
 mod table_ref;
 mod write;
 
@@ -13,5 +14,5 @@ pub use engine::{ClusterSettings, Engine, ballista_config, cluster_slots, sessio
 pub use table_ref::{TableRef, files_from_json, files_to_json};
 pub use write::{
     CryptolakePlanner, IcebergWriteExec, IcebergWriteNode, WRITTEN_SCHEMA, WrittenFile, conform,
-    writer_id, written_files,
+    records_read_total, writer_id, written_files,
 };

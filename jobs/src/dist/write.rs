@@ -9,7 +9,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
-use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
@@ -23,7 +23,7 @@ use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, Distribution, ExecutionPlan, Partitioning, PlanProperties,
 };
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use futures::StreamExt;
@@ -31,6 +31,7 @@ use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
 use super::table_ref::{TableRef, files_from_json, files_to_json};
+use crate::sources::node::records_read;
 use crate::write::{BackgroundWriter, TableWriter};
 use crate::{Error, Result};
 
@@ -43,6 +44,9 @@ pub static WRITTEN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("partition", DataType::UInt32, false),
         // host:pid of the process that wrote it.
         Field::new("writer", DataType::Utf8, false),
+        // Source records (landing records, Kafka messages) the partition read, when its
+        // input is a source scan; on every file row of the partition.
+        Field::new("records_read", DataType::UInt64, true),
     ]))
 });
 
@@ -52,6 +56,9 @@ pub struct IcebergWriteNode {
     pub input: LogicalPlan,
     pub table: Arc<TableRef>,
     pub target_file_size: usize,
+    /// All rows go through one write task (its input is coalesced): one file per table
+    /// partition, for small outputs such as gold's.
+    pub single_task: bool,
     schema: DFSchemaRef,
 }
 
@@ -64,8 +71,15 @@ impl IcebergWriteNode {
             input,
             table,
             target_file_size,
+            single_task: false,
             schema,
         }
+    }
+
+    /// Writes through one task.
+    pub fn single_task(mut self, single: bool) -> Self {
+        self.single_task = single;
+        self
     }
 
     /// The node as a logical plan.
@@ -75,11 +89,12 @@ impl IcebergWriteNode {
         })
     }
 
-    fn key(&self) -> (String, Option<&str>, usize) {
+    fn key(&self) -> (String, Option<&str>, usize, bool) {
         (
             self.table.name(),
             self.table.metadata_location.as_deref(),
             self.target_file_size,
+            self.single_task,
         )
     }
 }
@@ -131,7 +146,8 @@ impl UserDefinedLogicalNodeCore for IcebergWriteNode {
             .into_iter()
             .next()
             .ok_or_else(|| DataFusionError::Plan("IcebergWrite needs one input".into()))?;
-        Ok(Self::new(input, self.table.clone(), self.target_file_size))
+        Ok(Self::new(input, self.table.clone(), self.target_file_size)
+            .single_task(self.single_task))
     }
 }
 
@@ -142,6 +158,7 @@ pub struct IcebergWriteExec {
     table_ref: Arc<TableRef>,
     table: Table,
     target_file_size: usize,
+    single_task: bool,
     properties: Arc<PlanProperties>,
 }
 
@@ -152,6 +169,17 @@ impl IcebergWriteExec {
         table_ref: Arc<TableRef>,
         table: Table,
         target_file_size: usize,
+    ) -> Self {
+        Self::with_tasks(input, table_ref, table, target_file_size, false)
+    }
+
+    /// `single_task`: the input must be one partition (the planner coalesces it).
+    pub fn with_tasks(
+        input: Arc<dyn ExecutionPlan>,
+        table_ref: Arc<TableRef>,
+        table: Table,
+        target_file_size: usize,
+        single_task: bool,
     ) -> Self {
         let partitions = input.properties().partitioning.partition_count().max(1);
         let properties = Arc::new(PlanProperties::new(
@@ -165,8 +193,13 @@ impl IcebergWriteExec {
             table_ref,
             table,
             target_file_size,
+            single_task,
             properties,
         }
+    }
+
+    pub fn single_task(&self) -> bool {
+        self.single_task
     }
 
     pub fn table_ref(&self) -> &Arc<TableRef> {
@@ -182,9 +215,14 @@ impl DisplayAs for IcebergWriteExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "IcebergWriteExec: table={}, target_file_size={}",
+            "IcebergWriteExec: table={}, target_file_size={}{}",
             self.table_ref.name(),
-            self.target_file_size
+            self.target_file_size,
+            if self.single_task {
+                ", single_task"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -212,6 +250,14 @@ impl ExecutionPlan for IcebergWriteExec {
         vec![false]
     }
 
+    fn required_input_distribution(&self) -> Vec<Distribution> {
+        if self.single_task {
+            vec![Distribution::SinglePartition]
+        } else {
+            vec![Distribution::UnspecifiedDistribution]
+        }
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
@@ -220,11 +266,12 @@ impl ExecutionPlan for IcebergWriteExec {
             .into_iter()
             .next()
             .ok_or_else(|| DataFusionError::Plan("IcebergWriteExec needs one input".into()))?;
-        Ok(Arc::new(Self::new(
+        Ok(Arc::new(Self::with_tasks(
             input,
             self.table_ref.clone(),
             self.table.clone(),
             self.target_file_size,
+            self.single_task,
         )))
     }
 
@@ -237,11 +284,13 @@ impl ExecutionPlan for IcebergWriteExec {
         let writer = TableWriter::new(&self.table, self.target_file_size)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let metadata = self.table_ref.clone();
+        let source = self.input.clone();
         let written = futures::stream::once(async move {
             let files = write_partition(writer, input)
                 .await
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            written_batch(&metadata, &files, partition as u32)
+            let records = records_read(source.as_ref(), partition);
+            written_batch(&metadata, &files, partition as u32, records)
                 .map_err(|e| DataFusionError::External(Box::new(e)))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
@@ -288,7 +337,19 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     )?)
 }
 
-fn written_batch(table: &TableRef, files: &[DataFile], partition: u32) -> Result<RecordBatch> {
+fn written_batch(
+    table: &TableRef,
+    files: &[DataFile],
+    partition: u32,
+    records: Option<u64>,
+) -> Result<RecordBatch> {
+    if files.is_empty() && records.is_some_and(|n| n > 0) {
+        // Every source record becomes at least one row, so a partition that read some wrote
+        // some; without a file row the count would be lost.
+        return Err(Error::Invalid(format!(
+            "write task {partition} read {records:?} source records but wrote no rows"
+        )));
+    }
     let json = files_to_json(&table.metadata, files)?;
     let writer = writer_id();
     Ok(RecordBatch::try_new(
@@ -297,6 +358,7 @@ fn written_batch(table: &TableRef, files: &[DataFile], partition: u32) -> Result
             Arc::new(StringArray::from(json)),
             Arc::new(UInt32Array::from(vec![partition; files.len()])),
             Arc::new(StringArray::from(vec![writer; files.len()])),
+            Arc::new(UInt64Array::from(vec![records; files.len()])),
         ],
     )?)
 }
@@ -326,6 +388,18 @@ pub struct WrittenFile {
     pub partition: u32,
     /// host:pid of the writing process.
     pub writer: String,
+    /// Source records its partition read, when the write's input is a source scan.
+    pub records_read: Option<u64>,
+}
+
+/// Source records the written partitions read, each partition counted once; `None` when the
+/// write's input was not a source scan.
+pub fn records_read_total(files: &[WrittenFile]) -> Option<u64> {
+    let mut per_partition = std::collections::BTreeMap::new();
+    for f in files {
+        per_partition.insert(f.partition, f.records_read?);
+    }
+    Some(per_partition.values().sum())
 }
 
 /// Decodes a write's result rows.
@@ -349,7 +423,13 @@ pub fn written_files(table: &TableRef, batches: &[RecordBatch]) -> Result<Vec<Wr
             .as_any()
             .downcast_ref::<StringArray>()
             .cloned();
-        let (Some(json), Some(parts), Some(writers)) = (json, parts, writers) else {
+        let records = column("records_read")?
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .cloned();
+        let (Some(json), Some(parts), Some(writers), Some(records)) =
+            (json, parts, writers, records)
+        else {
             return Err(Error::Invalid(
                 "write result has unexpected column types".into(),
             ));
@@ -363,6 +443,7 @@ pub fn written_files(table: &TableRef, batches: &[RecordBatch]) -> Result<Vec<Wr
                 file,
                 partition: parts.value(i),
                 writer: writers.value(i).to_string(),
+                records_read: records.is_valid(i).then(|| records.value(i)),
             });
         }
     }
@@ -391,6 +472,9 @@ impl ExtensionPlanner for CryptolakePlanner {
         physical_inputs: &[Arc<dyn ExecutionPlan>],
         _state: &SessionState,
     ) -> DfResult<Option<Arc<dyn ExecutionPlan>>> {
+        if let Some(source) = crate::sources::node::plan_extension(node) {
+            return Ok(Some(source));
+        }
         let Some(write) = node.as_any().downcast_ref::<IcebergWriteNode>() else {
             return crate::silver::nodes::plan_extension(node, physical_inputs, &self.file_io);
         };
@@ -402,11 +486,12 @@ impl ExtensionPlanner for CryptolakePlanner {
             .table
             .open(self.file_io.clone())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(Arc::new(IcebergWriteExec::new(
+        Ok(Some(Arc::new(IcebergWriteExec::with_tasks(
             input,
             write.table.clone(),
             table,
             write.target_file_size,
+            write.single_task,
         ))))
     }
 }

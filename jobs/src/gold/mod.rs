@@ -20,19 +20,19 @@ use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType}
 use chrono::{DateTime, Datelike};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
-use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{SessionContext, ident};
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 use serde::Serialize;
 
 use self::outputs::{GoldOutput, GoldPartition, SilverTable};
 use crate::context::JobContext;
+use crate::dist::{IcebergWriteNode, TableRef, WrittenFile};
 use crate::fault::maybe_crash;
 use crate::provider::IcebergProvider;
 use crate::scan;
 use crate::summary::{RunSummary, TableRun};
-use crate::write::{TableWriter, arrow_schema};
 use crate::{Error, Result};
 
 const JOB: &str = "gold";
@@ -159,7 +159,7 @@ impl Gold {
             .as_ref()
             .ok_or_else(|| Error::Invalid("plan without output".into()))?;
         let gold = self.ctx.lake.ensure_table(&output.layout).await?;
-        let df = SessionContext::new();
+        let df = self.ctx.session().await?;
         let mut silver_tables = BTreeMap::new();
         for s in [SilverTable::Quotes, SilverTable::Trades] {
             let table = self.ctx.lake.ensure_table(&s.layout()).await?;
@@ -175,21 +175,21 @@ impl Gold {
             )?;
             silver_tables.insert(s, table);
         }
-        let touched = df.sql(&output.touched_sql).await?.collect().await?;
+        // The touched keys come to the driver to choose the silver and gold files to read; the
+        // plan below reads them as a view (it travels to a cluster, a table of rows would not).
+        let touched = df.sql(&output.touched_sql).await?;
+        df.register_table("t", touched.clone().into_view())?;
+        let touched = self
+            .ctx
+            .engine
+            .collect(&df, touched.into_unoptimized_plan())
+            .await?;
         let days = days_of(&touched, output.time_column)?;
         let symbols = if output.by_symbol {
             Some(strings_of(&touched, "symbol")?)
         } else {
             None
         };
-        let touched_schema = touched.first().map(RecordBatch::schema);
-        df.register_table(
-            "t",
-            Arc::new(MemTable::try_new(
-                touched_schema.unwrap_or_else(|| Arc::new(arrow::datatypes::Schema::empty())),
-                vec![touched.clone()],
-            )?),
-        )?;
         let mut run = TableRun::default();
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         if !days.is_empty() {
@@ -201,20 +201,15 @@ impl Gold {
                     Arc::new(IcebergProvider::with_files(table.clone(), files)?),
                 )?;
             }
-            let new_rows = df.sql(&output.compute_sql).await?.collect().await?;
             let old = files_in(&gold, &days, None, output.partition).await?;
             df.register_table(
                 "old",
                 Arc::new(IcebergProvider::with_files(gold.clone(), old.clone())?),
             )?;
-            let kept = df.sql(&anti_join_sql(output.keys)).await?.collect().await?;
-            let mut writer = TableWriter::new(&gold, self.ctx.settings.target_file_size)?;
-            let schema = arrow_schema(&gold)?;
-            for batch in new_rows.iter().chain(&kept) {
-                writer.write(crate::dist::conform(batch, &schema)?).await?;
-            }
-            run.rows_out = writer.rows();
-            added = writer.close().await?;
+            let written = self.rewrite(&df, &gold, output).await?;
+            run.writers = written.iter().map(|w| w.writer.clone()).collect();
+            added = written.into_iter().map(|w| w.file).collect::<Vec<_>>();
+            run.rows_out = added.iter().map(|f| f.record_count()).sum();
             run.files_written = added.len() as u64;
             run.bytes_written = added.iter().map(|f| f.file_size_in_bytes()).sum();
             run.files_removed = old.len() as u64;
@@ -233,6 +228,38 @@ impl Gold {
         run.snapshot_id = Some(outcome.snapshot_id);
         run.commit_attempts = outcome.attempts;
         Ok(run)
+    }
+
+    /// One plan that writes the recomputed rows of the touched keys and the old rows of the
+    /// untouched ones (views `t`, `quotes`, `trades` and `old` registered in `df`). The rows
+    /// meet in one write task, so a run leaves one file per gold partition, as before.
+    async fn rewrite(
+        &self,
+        df: &SessionContext,
+        gold: &Table,
+        output: &GoldOutput,
+    ) -> Result<Vec<WrittenFile>> {
+        let new_rows = df.sql(&output.compute_sql).await?;
+        // The old rows under the new rows' column order and types, so the two can be unioned.
+        let columns: Vec<Expr> = new_rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                datafusion::logical_expr::cast(ident(f.name()), f.data_type().clone())
+                    .alias(f.name())
+            })
+            .collect();
+        let kept = df.sql(&anti_join_sql(output.keys)).await?.select(columns)?;
+        let rows = new_rows.union(kept)?.into_unoptimized_plan();
+        let table_ref = Arc::new(TableRef::of(gold));
+        let write =
+            IcebergWriteNode::new(rows, table_ref.clone(), self.ctx.settings.target_file_size)
+                .single_task(true);
+        self.ctx
+            .engine
+            .write(df, &table_ref, write.into_plan())
+            .await
     }
 
     fn commit(

@@ -194,16 +194,18 @@ pub struct OffsetRange {
     pub end: i64,
 }
 
-/// What a topic scan reads and how its rows look.
-#[derive(Debug, Clone)]
+/// What a topic scan reads and how its rows look. Travels inside plans as JSON: the config
+/// carries no secret (the password is read from the environment where the scan runs).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TopicScan {
-    pub config: Arc<KafkaConfig>,
+    pub config: KafkaConfig,
     pub topic: String,
     /// The values' record format (a landing source's fields).
     pub format: String,
     /// One plan partition per range.
     pub ranges: Vec<OffsetRange>,
     /// The bronze table's Arrow schema ([`layout::kafka_bronze`]).
+    #[serde(with = "crate::dist::schema_serde")]
     pub schema: SchemaRef,
     pub ingest_us: i64,
     pub batch_size: usize,
@@ -213,7 +215,8 @@ pub struct TopicScan {
 #[derive(Debug)]
 pub struct KafkaScanExec {
     scan: TopicScan,
-    messages: Arc<AtomicU64>,
+    /// Messages read, per plan partition.
+    messages: Arc<Vec<AtomicU64>>,
     properties: Arc<PlanProperties>,
 }
 
@@ -226,8 +229,8 @@ impl KafkaScanExec {
             Boundedness::Bounded,
         ));
         Self {
+            messages: Arc::new((0..scan.ranges.len()).map(|_| AtomicU64::new(0)).collect()),
             scan,
-            messages: Arc::new(AtomicU64::new(0)),
             properties,
         }
     }
@@ -239,7 +242,17 @@ impl KafkaScanExec {
 
     /// Messages read so far by this node's partitions.
     pub fn messages_read(&self) -> u64 {
-        self.messages.load(Ordering::Relaxed)
+        self.messages
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Messages read so far by one plan partition.
+    pub fn messages_read_in(&self, partition: usize) -> u64 {
+        self.messages
+            .get(partition)
+            .map_or(0, |m| m.load(Ordering::Relaxed))
     }
 }
 
@@ -296,6 +309,7 @@ impl ExecutionPlan for KafkaScanExec {
             client: None,
             rows: MessageRows::new(&self.scan, range.partition),
             messages: self.messages.clone(),
+            slot: partition,
         };
         let stream = futures::stream::try_unfold(reader, |mut reader| async move {
             let batch = reader
@@ -315,7 +329,8 @@ struct PartitionReader {
     next: i64,
     client: Option<PartitionClient>,
     rows: MessageRows,
-    messages: Arc<AtomicU64>,
+    messages: Arc<Vec<AtomicU64>>,
+    slot: usize,
 }
 
 impl PartitionReader {
@@ -334,7 +349,7 @@ impl PartitionReader {
                     break;
                 }
                 self.rows.push(&r);
-                self.messages.fetch_add(1, Ordering::Relaxed);
+                self.messages[self.slot].fetch_add(1, Ordering::Relaxed);
                 self.next = r.offset + 1;
             }
         }
@@ -467,7 +482,7 @@ mod tests {
         let layout = layout::kafka_bronze("coinbase_trades", "trades").unwrap();
         let schema = iceberg::arrow::schema_to_arrow_schema(&layout.schema().unwrap()).unwrap();
         TopicScan {
-            config: Arc::new(KafkaConfig::default()),
+            config: KafkaConfig::default(),
             topic: "coinbase-trades".into(),
             format: "trades".into(),
             ranges: vec![OffsetRange {

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use crate::{Error, Result};
 
 /// One landing file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LandingFile {
     /// Path relative to `<landing>/<source>/`, with `/` separators: the file's identity.
     pub rel_path: String,
