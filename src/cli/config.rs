@@ -39,6 +39,10 @@ pub struct JobsConfig {
     /// Glue's error threshold: fail the silver run when more than this fraction is bad.
     pub max_bad_fraction: f64,
     pub batch_size: usize,
+    /// Tasks per stage when jobs run in this process (Spark's `local[N]`); by default the
+    /// machine's cores. On a cluster, the executors' task slots decide.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<usize>,
 }
 
 impl Default for JobsConfig {
@@ -48,6 +52,7 @@ impl Default for JobsConfig {
             target_file_size_bytes: d.target_file_size as u64,
             max_bad_fraction: d.max_bad_fraction,
             batch_size: d.batch_size,
+            parallelism: None,
         }
     }
 }
@@ -138,7 +143,10 @@ impl Config {
             target_file_size: self.jobs.target_file_size_bytes as usize,
             max_bad_fraction: self.jobs.max_bad_fraction,
             batch_size: self.jobs.batch_size,
-            ..JobSettings::default()
+            parallelism: self
+                .jobs
+                .parallelism
+                .unwrap_or_else(|| JobSettings::default().parallelism),
         }
     }
 
