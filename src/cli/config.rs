@@ -190,6 +190,24 @@ mod tests {
     }
 
     #[test]
+    fn parallelism_defaults_to_the_cores_and_can_be_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[jobs]\nbatch_size = 100\n").unwrap();
+        let cores = JobSettings::default().parallelism;
+        assert_eq!(
+            Config::load(Some(&file))
+                .unwrap()
+                .job_settings()
+                .parallelism,
+            cores
+        );
+        std::fs::write(&file, "[jobs]\nparallelism = 4\n").unwrap();
+        let settings = Config::load(Some(&file)).unwrap().job_settings();
+        assert_eq!((settings.parallelism, settings.batch_size), (4, 8192));
+    }
+
+    #[test]
     fn the_kafka_section_takes_brokers_and_topics() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
