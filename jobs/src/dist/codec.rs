@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use datafusion::catalog::TableProvider;
 use datafusion::common::{DataFusionError, Result as DfResult, TableReference};
@@ -67,14 +67,6 @@ fn delegate(buf: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>) -> DfResult<()>) -> 
     buf.push(TAG_BALLISTA);
     buf.extend_from_slice(&inner);
     Ok(())
-}
-
-fn schema_bytes(schema: &Schema) -> Vec<u8> {
-    super::schema_serde::to_bytes(schema)
-}
-
-fn schema_from(bytes: &[u8]) -> DfResult<SchemaRef> {
-    Ok(super::schema_serde::from_bytes(bytes)?)
 }
 
 /// A file scan task as plans carry it. iceberg's own `FileScanTask` does not serialize its
@@ -159,7 +151,8 @@ enum PhysicalNode {
     IcebergScan {
         table: TableRef,
         groups: Vec<Vec<TaskSpec>>,
-        schema: Vec<u8>,
+        #[serde(with = "super::schema_serde")]
+        schema: SchemaRef,
         batch_size: usize,
         limit: Option<usize>,
     },
@@ -398,7 +391,7 @@ impl CryptolakePhysicalCodec {
             return Ok(Some(PhysicalNode::IcebergScan {
                 table: TableRef::of(scan.table()),
                 groups,
-                schema: schema_bytes(&scan.schema()),
+                schema: scan.schema(),
                 batch_size: scan.batch_size(),
                 limit: scan.limit(),
             }));
@@ -444,11 +437,7 @@ impl CryptolakePhysicalCodec {
                     .collect::<DfResult<Vec<Vec<_>>>>()?;
                 let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
                 Arc::new(IcebergScanExec::new(
-                    opened,
-                    groups,
-                    schema_from(&schema)?,
-                    batch_size,
-                    limit,
+                    opened, groups, schema, batch_size, limit,
                 ))
             }
             PhysicalNode::IcebergWrite {
@@ -461,7 +450,7 @@ impl CryptolakePhysicalCodec {
                     .cloned()
                     .ok_or_else(|| err("IcebergWriteExec without input"))?;
                 let opened = table.open(self.file_io.clone()).map_err(lib_err)?;
-                Arc::new(IcebergWriteExec::with_tasks(
+                Arc::new(IcebergWriteExec::new(
                     input,
                     Arc::new(table),
                     opened,

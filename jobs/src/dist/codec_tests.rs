@@ -1,6 +1,7 @@
 //! Round trips of cryptolake's codecs: every node encodes, decodes to the same plan, and the
 //! decoded physical plans run.
 
+use arrow::datatypes::Schema;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::physical_plan::displayable;

@@ -4,9 +4,7 @@
 //! collects the rows and commits once, as Spark commits on its driver.
 
 use std::any::Any;
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
@@ -99,26 +97,7 @@ impl IcebergWriteNode {
     }
 }
 
-impl PartialEq for IcebergWriteNode {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key() && self.input == other.input
-    }
-}
-
-impl Eq for IcebergWriteNode {}
-
-impl PartialOrd for IcebergWriteNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        self.key().partial_cmp(&other.key())
-    }
-}
-
-impl Hash for IcebergWriteNode {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key().hash(state);
-        self.input.hash(state);
-    }
-}
+crate::dist::keyed_node_identity!(IcebergWriteNode);
 
 impl UserDefinedLogicalNodeCore for IcebergWriteNode {
     fn name(&self) -> &str {
@@ -163,18 +142,9 @@ pub struct IcebergWriteExec {
 }
 
 impl IcebergWriteExec {
-    /// `table` must be `table_ref` opened with this process's FileIO.
+    /// `table` must be `table_ref` opened with this process's FileIO. `single_task`: the input
+    /// must be one partition (the planner coalesces it).
     pub fn new(
-        input: Arc<dyn ExecutionPlan>,
-        table_ref: Arc<TableRef>,
-        table: Table,
-        target_file_size: usize,
-    ) -> Self {
-        Self::with_tasks(input, table_ref, table, target_file_size, false)
-    }
-
-    /// `single_task`: the input must be one partition (the planner coalesces it).
-    pub fn with_tasks(
         input: Arc<dyn ExecutionPlan>,
         table_ref: Arc<TableRef>,
         table: Table,
@@ -266,7 +236,7 @@ impl ExecutionPlan for IcebergWriteExec {
             .into_iter()
             .next()
             .ok_or_else(|| DataFusionError::Plan("IcebergWriteExec needs one input".into()))?;
-        Ok(Arc::new(Self::with_tasks(
+        Ok(Arc::new(Self::new(
             input,
             self.table_ref.clone(),
             self.table.clone(),
@@ -486,7 +456,7 @@ impl ExtensionPlanner for CryptolakePlanner {
             .table
             .open(self.file_io.clone())
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(Some(Arc::new(IcebergWriteExec::with_tasks(
+        Ok(Some(Arc::new(IcebergWriteExec::new(
             input,
             write.table.clone(),
             table,

@@ -4,9 +4,7 @@
 //! writes the three silver tables (stage two) and returns the files and counts as rows.
 
 use std::any::Any;
-use std::cmp::Ordering;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
@@ -59,6 +57,10 @@ pub struct SilverNormalizeNode {
 }
 
 impl SilverNormalizeNode {
+    fn key(&self) -> &NormalizeSpec {
+        &self.spec
+    }
+
     pub fn new(input: LogicalPlan, spec: NormalizeSpec) -> Self {
         Self {
             input,
@@ -74,26 +76,7 @@ impl SilverNormalizeNode {
     }
 }
 
-impl PartialEq for SilverNormalizeNode {
-    fn eq(&self, other: &Self) -> bool {
-        self.spec == other.spec && self.input == other.input
-    }
-}
-
-impl Eq for SilverNormalizeNode {}
-
-impl PartialOrd for SilverNormalizeNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        self.spec.partial_cmp(&other.spec)
-    }
-}
-
-impl Hash for SilverNormalizeNode {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.spec.hash(state);
-        self.input.hash(state);
-    }
-}
+crate::dist::keyed_node_identity!(SilverNormalizeNode);
 
 impl UserDefinedLogicalNodeCore for SilverNormalizeNode {
     fn name(&self) -> &str {
@@ -161,6 +144,10 @@ pub struct SilverSinkNode {
 }
 
 impl SilverSinkNode {
+    fn key(&self) -> (Vec<(String, Option<&str>)>, usize, usize) {
+        self.spec.key()
+    }
+
     pub fn new(input: LogicalPlan, spec: Arc<SinkSpec>) -> Self {
         Self {
             input,
@@ -176,26 +163,7 @@ impl SilverSinkNode {
     }
 }
 
-impl PartialEq for SilverSinkNode {
-    fn eq(&self, other: &Self) -> bool {
-        self.spec.key() == other.spec.key() && self.input == other.input
-    }
-}
-
-impl Eq for SilverSinkNode {}
-
-impl PartialOrd for SilverSinkNode {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        self.spec.key().partial_cmp(&other.spec.key())
-    }
-}
-
-impl Hash for SilverSinkNode {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.spec.key().hash(state);
-        self.input.hash(state);
-    }
-}
+crate::dist::keyed_node_identity!(SilverSinkNode);
 
 impl UserDefinedLogicalNodeCore for SilverSinkNode {
     fn name(&self) -> &str {

@@ -240,14 +240,6 @@ impl KafkaScanExec {
         &self.scan
     }
 
-    /// Messages read so far by this node's partitions.
-    pub fn messages_read(&self) -> u64 {
-        self.messages
-            .iter()
-            .map(|m| m.load(Ordering::Relaxed))
-            .sum()
-    }
-
     /// Messages read so far by one plan partition.
     pub fn messages_read_in(&self, partition: usize) -> u64 {
         self.messages
