@@ -276,7 +276,17 @@ impl IngestKafka {
             .engine
             .write(&session, &table_ref, write.into_plan())
             .await?;
-        let messages = records_read_total(&written).unwrap_or(0);
+        // Every message is at least one row, so a write that wrote files read messages.
+        let messages = match records_read_total(&written) {
+            Some(n) => n,
+            None if written.is_empty() => 0,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{}: the write did not report the messages it read: refusing to commit",
+                    plan.topic
+                )));
+            }
+        };
         self.ctx.progress.advance(messages);
         let rows: u64 = written.iter().map(|w| w.file.record_count()).sum();
         let writers: std::collections::BTreeSet<String> =
