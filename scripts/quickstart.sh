@@ -3,7 +3,7 @@
 # default (SQLite catalog, local warehouse) in ./quickstart, then shows a few gold candles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh build
 source scripts/env.sh
 # The dev profile optimizes dependencies (opt-level 1) and shares its build with the tests;
 # a release build takes about 30 minutes on two cores.

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: protoc (Ballista's build), and a Python venv with the
-# independent Iceberg readers the tests compare against. Safe to run again.
+# Installs what a fresh machine lacks. `scripts/setup.sh build`: what building cryptolake
+# needs (protoc, for Ballista's build), as the quickstart uses it. `scripts/setup.sh` (or
+# `test`): that, plus what the tests start and compare against: a Python venv with the
+# independent Iceberg readers, moto and kafka-python, and the tansu Kafka broker. Safe to run
+# again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
+what="${1:-test}"
+case "$what" in
+  build|test) ;;
+  *) echo "usage: scripts/setup.sh [build|test]" >&2; exit 2 ;;
+esac
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ "$what" = test ]; then
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "setup: installing ${need_apt[*]}"
@@ -19,6 +29,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing: install Rust from https://rustup.rs" >&2
   exit 1
 fi
+[ "$what" = build ] && exit 0
 
 # Pinned independent readers (stand-ins for Athena): PyIceberg (the s3fs extra is left out: it
 # breaks boto3; the glue extra is its Glue catalog) and DuckDB with its Iceberg, Avro and httpfs

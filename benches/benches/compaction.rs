@@ -11,9 +11,9 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use cryptolake_benches::{arg, open_lake, peak_rss_mib, runtime};
 use cryptolake_catalog::layout::bronze;
 use cryptolake_catalog::{Lake, SnapshotCommit};
-use cryptolake_jobs::compact::{Compact, CompactOptions};
-use cryptolake_jobs::provider::session_with_lake;
-use cryptolake_jobs::write::{TableWriter, arrow_schema};
+use cryptolake_jobs::engine::lake::session_with_lake;
+use cryptolake_jobs::iceberg::writer::{TableWriter, arrow_schema};
+use cryptolake_jobs::maintenance::compact::{Compact, CompactOptions};
 use cryptolake_jobs::{Job, JobContext, JobSettings};
 
 const QUERY: &str =

@@ -5,51 +5,22 @@
 //! comes from `scripts/setup.sh`, or `CRYPTOLAKE_TANSU`). Prints the produce time, then
 //! ingest-kafka's wall time, records/s and MB/s, and the process's peak resident memory.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use cryptolake_testkit::Broker;
 
 use cryptolake_benches::{arg, open_lake, peak_rss_mib, runtime};
-use cryptolake_jobs::ingest_kafka::IngestKafka;
+use cryptolake_jobs::pipeline::ingest_kafka::IngestKafka;
 use cryptolake_jobs::sources::kafka::produce;
 use cryptolake_jobs::sources::kafka_config::{KafkaConfig, TopicConfig};
 use cryptolake_jobs::{Job, JobContext, JobSettings};
 
-fn tansu() -> PathBuf {
-    std::env::var_os("CRYPTOLAKE_TANSU").map_or_else(
-        || {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".cache/cryptolake/tansu/bin/tansu")
-        },
-        PathBuf::from,
-    )
-}
-
 fn main() {
     let records = arg(0, 200_000);
+    let broker = Broker::start();
+    broker.create_topic("coinbase-trades", 3);
+    let port = broker.port;
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut broker = Command::new(tansu())
-        .args(["broker", "--storage-engine", "sqlite://tansu.db"])
-        .args(["--listener-url", &url, "--advertised-listener-url", &url])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tansu: run scripts/setup.sh or set CRYPTOLAKE_TANSU");
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let created = Command::new(tansu())
-        .args(["topic", "create", "coinbase-trades", "--partitions", "3"])
-        .args(["--broker", &url])
-        .status()
-        .expect("topic create");
-    assert!(created.success());
 
     let messages: Vec<String> = (0..records)
         .map(|i| {
@@ -95,8 +66,7 @@ fn main() {
             mb / secs
         );
     });
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     if let Some(peak) = peak_rss_mib() {
         println!("peak resident memory: {peak:.0} MiB");
     }

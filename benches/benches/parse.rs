@@ -3,9 +3,9 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use cryptolake_catalog::layout::bronze_source_fields;
-use cryptolake_jobs::silver::parse::parse_decimal;
 use cryptolake_jobs::sources::landing::split_values;
 use cryptolake_jobs::sources::records::RecordDecoder;
+use cryptolake_jobs::transform::silver::parse::parse_decimal;
 
 fn spot_file(n: usize) -> Vec<u8> {
     let mut out = String::new();

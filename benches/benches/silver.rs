@@ -7,8 +7,8 @@
 use std::time::Instant;
 
 use cryptolake_benches::{arg, open_lake, peak_rss_mib, runtime, write_coinbase_spot};
-use cryptolake_jobs::ingest_files::IngestFiles;
-use cryptolake_jobs::silver::Silver;
+use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
+use cryptolake_jobs::pipeline::silver::Silver;
 use cryptolake_jobs::{Job, JobContext, JobSettings};
 
 fn main() {

@@ -38,15 +38,18 @@ pub type Requirement = Arc<dyn Fn(&TableMetadata) -> Result<(), String> + Send +
 /// loses a job's position.
 pub const BOOKMARK_PREFIX: &str = "cryptolake.bookmark.";
 
-/// A bookmark's value in the table's current snapshot summary.
-pub fn bookmark(metadata: &TableMetadata, key: &str) -> Option<i64> {
-    metadata
-        .current_snapshot()?
-        .summary()
-        .additional_properties
-        .get(key)?
-        .parse()
-        .ok()
+/// A snapshot-id bookmark's value in the table's current snapshot summary; `Err` when it is
+/// there but does not parse (never taken for "no bookmark").
+pub fn bookmark(metadata: &TableMetadata, key: &str) -> Result<Option<i64>, String> {
+    let Some(text) = metadata
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get(key))
+    else {
+        return Ok(None);
+    };
+    text.parse()
+        .map(Some)
+        .map_err(|e| format!("{key} holds {text:?}, not a snapshot id: {e}"))
 }
 
 /// A requirement that every bookmark still holds the value the job planned from: otherwise
@@ -54,7 +57,7 @@ pub fn bookmark(metadata: &TableMetadata, key: &str) -> Option<i64> {
 pub fn bookmarks_unchanged(expected: Vec<(String, Option<i64>)>) -> Requirement {
     Arc::new(move |metadata| {
         for (key, want) in &expected {
-            let have = bookmark(metadata, key);
+            let have = bookmark(metadata, key)?;
             if have != *want {
                 return Err(format!(
                     "{key} moved from {want:?} to {have:?}: another run committed first"
@@ -480,8 +483,9 @@ impl<'a> Producer<'a> {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails with a non-retryable error, or `max_attempts` ran;
-/// lost races back off exponentially with jitter. Returns the result and the attempts taken.
+/// Runs `attempt` until it succeeds, fails for good, or has run `max_attempts` times; lost
+/// races wait an exponential backoff with jitter (20 ms doubling, at most 1.3 s), so racing
+/// writers spread out instead of colliding again.
 async fn with_retries<T, F, Fut>(
     table: &TableIdent,
     max_attempts: u32,
@@ -491,20 +495,23 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut n = 1;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok((value, n)),
-            Err(e) if e.is_retryable() && n < max_attempts => {
-                tracing::info!(%table, attempt = n, error = %e, "commit retried");
-                let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 50);
-                let backoff = 20u64 << n.min(6);
-                tokio::time::sleep(Duration::from_millis(backoff + jitter)).await;
-                n += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    use backon::{ExponentialBuilder, Retryable};
+
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_millis(1280))
+        .with_jitter()
+        .with_max_times(max_attempts.saturating_sub(1) as usize);
+    let value = (|| {
+        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        attempt()
+    })
+    .retry(backoff)
+    .when(Error::is_retryable)
+    .notify(|e, wait| tracing::info!(%table, error = %e, ?wait, "commit retried"))
+    .await?;
+    Ok((value, attempts.load(std::sync::atomic::Ordering::Relaxed)))
 }
 
 /// A positive snapshot id the table has not used.

@@ -78,13 +78,13 @@ impl Default for GenOptions {
 impl GenOptions {
     pub fn validate(&self) -> Result<()> {
         if self.symbols == 0 || self.symbols > ASSETS.len() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "--symbols must be 1..={}",
                 ASSETS.len()
             )));
         }
         if !(0.0..=1.0).contains(&self.bad_rate) || !(0.0..=1.0).contains(&self.dup_rate) {
-            return Err(Error::Invalid(
+            return Err(Error::Usage(
                 "--bad-rate and --dup-rate must be in 0..=1".into(),
             ));
         }

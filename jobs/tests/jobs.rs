@@ -4,14 +4,17 @@
 #[path = "../../catalog/tests/catalog/moto.rs"]
 mod moto;
 
+#[path = "jobs/layers.rs"]
+mod layers;
+
 use cryptolake_catalog::config::CatalogConfig;
 use cryptolake_catalog::{Error as CatalogError, Lake};
-use cryptolake_jobs::compact::{Compact, CompactOptions};
+use cryptolake_jobs::engine::lake::session_with_lake;
 use cryptolake_jobs::generate::{GenOptions, generate};
-use cryptolake_jobs::gold::Gold;
-use cryptolake_jobs::ingest_files::IngestFiles;
-use cryptolake_jobs::provider::session_with_lake;
-use cryptolake_jobs::silver::Silver;
+use cryptolake_jobs::maintenance::compact::{Compact, CompactOptions};
+use cryptolake_jobs::pipeline::gold::Gold;
+use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
+use cryptolake_jobs::pipeline::silver::Silver;
 use cryptolake_jobs::{Error, Job, JobContext, JobSettings};
 
 struct Env {
@@ -227,7 +230,7 @@ async fn writing_more_partitions_than_may_stay_open_loses_no_row() {
 
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     use cryptolake_catalog::SnapshotCommit;
-    use cryptolake_jobs::write::{MAX_OPEN_PARTITIONS, TableWriter, arrow_schema};
+    use cryptolake_jobs::iceberg::writer::{MAX_OPEN_PARTITIONS, TableWriter, arrow_schema};
 
     let e = env(0).await;
     let layout = cryptolake_catalog::layout::bronze("trades").unwrap();
@@ -309,15 +312,20 @@ async fn sum_price(lake: &Lake) -> (i64, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// 50 rounds: compaction planned on what is there, then run concurrently with the ingest of a
-/// new minute. Whether a commit actually loses a race here depends on timing (it is printed);
-/// the lost-race path itself is forced deterministically in the catalog suite.
+/// new minute. Whichever commits first, both commits land: the table gains exactly silver's
+/// append and compaction's replace each round, and the rows stay exact. Whether a commit also
+/// loses a swap race here depends on timing (it is printed); the lost-race path itself is
+/// forced deterministically in the catalog suite.
 async fn fifty_rounds_of_ingest_beside_compaction_lose_and_resurrect_nothing() {
     let e = env(1).await;
     run_all(&e.ctx).await;
     let per_minute = 4 * 3 + 4 * 6 + 4 * 12;
     let mut retried = 0;
+    let quotes = cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap();
     for round in 1..=50u32 {
         generate(&e.ctx.landing, &later(round, u64::from(round) + 100)).unwrap();
+        let before = e.ctx.lake.load_table(&quotes).await.unwrap();
+        let snapshots_before = before.metadata().snapshots().count();
         // Compaction plans on what is there, then runs beside the ingest of the new minute.
         let compact = Compact::new(e.ctx.clone(), small_target());
         let plan = compact.plan().await.unwrap();
@@ -330,6 +338,27 @@ async fn fifty_rounds_of_ingest_beside_compaction_lose_and_resurrect_nothing() {
             .count();
         let rows = count(&e.ctx.lake, "silver.quotes").await;
         assert_eq!(rows, i64::from(round + 1) * per_minute, "round {round}");
+        // Neither commit was lost or doubled: one append from silver, and compaction's
+        // replace snapshots (one per table it compacted: only silver.quotes here).
+        let after = e.ctx.lake.load_table(&quotes).await.unwrap();
+        let operations: Vec<_> = after
+            .metadata()
+            .snapshots()
+            .filter(|s| before.metadata().snapshot_by_id(s.snapshot_id()).is_none())
+            .map(|s| s.summary().operation.as_str().to_string())
+            .collect();
+        let mut sorted = operations.clone();
+        sorted.sort();
+        let mut expected = vec!["append".to_string()];
+        expected.extend(std::iter::repeat_n(
+            "replace".to_string(),
+            compacted.commits(),
+        ));
+        assert_eq!(sorted, expected, "round {round}: {operations:?}");
+        assert_eq!(
+            after.metadata().snapshots().count(),
+            snapshots_before + 1 + compacted.commits()
+        );
     }
     let (keys, sum) = sum_price(&e.ctx.lake).await;
     assert_eq!(keys, 51 * per_minute, "no duplicate and no lost quote");
@@ -419,7 +448,7 @@ async fn where_limits_compaction_to_the_files_that_may_match() {
     let bad = Compact::new(e.ctx.clone(), with("price LIKE '1%'"))
         .plan()
         .await;
-    assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
+    assert!(matches!(bad, Err(Error::Usage(_))), "{bad:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +481,9 @@ async fn partial_progress_commits_each_group_on_its_own() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrite_manifests_merges_them_and_keeps_an_append_that_lands_meanwhile() {
-    use cryptolake_jobs::manifests::{RewriteManifests, RewriteManifestsOptions};
+    use cryptolake_jobs::maintenance::rewrite_manifests::{
+        RewriteManifests, RewriteManifestsOptions,
+    };
     let e = two_runs().await;
     let job = |min_manifests| {
         RewriteManifests::new(
@@ -488,8 +519,8 @@ async fn rewrite_manifests_merges_them_and_keeps_an_append_that_lands_meanwhile(
 async fn the_pipeline_and_maintenance_run_on_an_s3_warehouse() {
     use std::time::Duration;
 
-    use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
-    use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions};
+    use cryptolake_jobs::maintenance::expire_snapshots::{ExpireOptions, ExpireSnapshots};
+    use cryptolake_jobs::maintenance::remove_orphans::{RemoveOrphans, RemoveOrphansOptions};
 
     let local = env(1).await;
     let s3 = moto::Moto::start();

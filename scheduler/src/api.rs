@@ -58,9 +58,7 @@ impl IntoResponse for Error {
         let status = match &self {
             Error::RunNotFound(_) => StatusCode::NOT_FOUND,
             Error::Config(_) | Error::Expression(_) => StatusCode::CONFLICT,
-            Error::History(_) | Error::Io(_) | Error::Cluster(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::History(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         problem(status, self.to_string())
     }
@@ -91,9 +89,10 @@ async fn authenticate(
     }
 }
 
-/// Compares without an early exit, so timing does not tell how much of a token was right.
+/// Compares without an early exit (`subtle`), so timing does not tell how much of a token was
+/// right; only its length can show.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// The arguments in a submission body, and the trigger it names.

@@ -4,8 +4,13 @@
 //! 1 = SUN … 7 = SAT (or `SUN`–`SAT`), months `1`–`12` or `JAN`–`DEC`, years 1970–2199;
 //! `,` `-` `*` `/` everywhere, `L` (last day of the month; `5L` the last Thursday), `W`
 //! (`15W`, the weekday nearest the 15th, within the month; `LW`, the last weekday) and `#`
-//! (`3#2`, the second Tuesday). No crate implements this dialect (the `cron` crates take
-//! Quartz's or Unix's fields), so it is here, with the AWS documentation's examples as tests.
+//! (`3#2`, the second Tuesday).
+//!
+//! `croner` parses most of this (the year field, `L`, `W`, `#`), but not as EventBridge means
+//! it: it takes `?` for `*` (so `0 12 ? * MON *` would also fire every day of the month), and it
+//! fires inside a daylight-saving gap where EventBridge skips the time. So the dialect is
+//! here, with the AWS documentation's examples as tests; where the two dialects agree, the
+//! tests check this parser against croner's.
 
 use chrono::{Datelike, NaiveDate, Weekday};
 

@@ -15,15 +15,12 @@ pub enum Error {
     History(#[from] sqlx::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// A Ballista scheduler or executor failed to start or stopped with an error.
-    #[error("cluster: {0}")]
-    Cluster(String),
 }
 
 impl Error {
     /// Whether trying again may succeed: a busy or unreachable history database, I/O.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::History(_) | Error::Io(_) | Error::Cluster(_))
+        matches!(self, Error::History(_) | Error::Io(_))
     }
 }
 

@@ -1,13 +1,13 @@
-//! cryptolake-scheduler knows processes and time: EventBridge schedule expressions, the
-//! scheduler daemon that fires them, its run history, the authenticated submission API and the
-//! export of schedules to EventBridge Scheduler.
+//! cryptolake-scheduler knows time: EventBridge schedule expressions, the scheduler daemon
+//! that fires them, its run history, the authenticated submission API and the export of
+//! schedules to EventBridge Scheduler. (Ballista's scheduler and executor processes are the
+//! cluster crate's.)
 //!
 //! A run is a child process of the cryptolake binary (`cryptolake run JOB ...`): a timeout or a
 //! cancel kills it, which is safe because every job commits atomically with its bookmark, and a
 //! crashed job cannot take the daemon down with it.
 
 pub mod api;
-pub mod cluster;
 pub mod config;
 pub mod cron;
 pub mod daemon;
@@ -15,7 +15,6 @@ mod error;
 pub mod export;
 pub mod expr;
 pub mod history;
-pub mod local_cluster;
 pub mod runner;
 
 pub use config::{ScheduleSpec, SchedulerConfig};

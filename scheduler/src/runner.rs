@@ -2,14 +2,18 @@
 //! state: retries with exponential backoff, a timeout, and cancellation.
 //!
 //! The child writes its JSON summary to `<logs>/<id>.out` and its log to `<logs>/<id>.log`
-//! (files, not pipes, so a child outlives a killed daemon cleanly). Exit codes follow the CLI:
-//! 1 (failure) and 4 (lost a commit race) are tried again; 2 (usage) and 3 (bad-record
-//! threshold) are not, as retrying cannot help.
+//! (files, not pipes, so a child outlives a killed daemon cleanly). Whether a failed run is
+//! tried again is its error kind's rule ([`ErrorKind`], the same for the CLI and the cluster
+//! engine), read back from the child's exit code: 1 (transient) and 4 (lost a commit race)
+//! are tried again; 2 (usage), 3 (bad-record threshold) and 70 (internal) are not, as
+//! retrying cannot help. A child killed by a signal is tried again.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
+
+use cryptolake_jobs::ErrorKind;
 
 use tokio::process::Command;
 use tokio::sync::Notify;
@@ -86,7 +90,7 @@ pub async fn execute(
                 return Ok(RunState::Stopped);
             }
         };
-        let retryable = !matches!(code, Some(2 | 3));
+        let retryable = code.is_none_or(|c| ErrorKind::from_exit_code(c).retryable());
         if !retryable || attempt >= request.max_retries {
             history.finish(request.id, state, code, error, None).await?;
             return Ok(state);

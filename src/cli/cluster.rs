@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use cryptolake_catalog::Lake;
-use cryptolake_jobs::dist::ClusterSettings;
-use cryptolake_scheduler::cluster::{start_executor, start_scheduler};
-use cryptolake_scheduler::local_cluster::{self, LocalCluster, LocalClusterSpec};
+use cryptolake_cluster::local::{self, LocalCluster, LocalClusterSpec};
+use cryptolake_cluster::process::{start_executor, start_scheduler};
+use cryptolake_jobs::job::context::ClusterSettings;
 use serde_json::Value;
 
 use super::output::{Format, print_rows, row};
@@ -111,10 +111,11 @@ pub struct StatusArgs {
     pub state: StateArgs,
 }
 
-fn scheduler_error(e: cryptolake_scheduler::Error) -> CliError {
+fn cluster_error(e: cryptolake_cluster::Error) -> CliError {
     match e {
-        cryptolake_scheduler::Error::Config(m) => CliError::Config(m),
-        other => CliError::Io(std::io::Error::other(other.to_string())),
+        cryptolake_cluster::Error::Config(m) => CliError::Config(m),
+        cryptolake_cluster::Error::Io(e) => CliError::Io(e),
+        other => CliError::Job(cryptolake_jobs::Error::Cluster(other.to_string())),
     }
 }
 
@@ -136,18 +137,18 @@ pub async fn run(
             let lake = Lake::open(&config.catalog).await?;
             start_scheduler(&c, lake.file_io().clone())
                 .await
-                .map_err(scheduler_error)
+                .map_err(cluster_error)
         }
         ClusterCommand::Executor(args) => {
             let c = executor_config(args, config)?;
             let lake = Lake::open(&config.catalog).await?;
             start_executor(&c, lake.file_io().clone())
                 .await
-                .map_err(scheduler_error)
+                .map_err(cluster_error)
         }
         ClusterCommand::Up(args) => up(args, file, format),
         ClusterCommand::Down(args) => {
-            let stopped = local_cluster::down(&args.state_dir).map_err(scheduler_error)?;
+            let stopped = local::down(&args.state_dir).map_err(cluster_error)?;
             match format {
                 Format::Json => println!("{}", serde_json::json!({ "stopped": stopped })),
                 Format::Text => println!("stopped {stopped} cluster process(es)"),
@@ -161,7 +162,7 @@ pub async fn run(
 fn executor_config(
     args: &ExecutorArgs,
     config: &Config,
-) -> Result<cryptolake_scheduler::cluster::ClusterExecutorConfig, CliError> {
+) -> Result<cryptolake_cluster::process::ClusterExecutorConfig, CliError> {
     let mut c = config.cluster.executor.clone();
     if let Some(h) = &args.bind_host {
         c.bind_host = h.clone();
@@ -194,12 +195,9 @@ fn up(args: &UpArgs, file: Option<&std::path::Path>, format: Format) -> Result<(
         port: args.port,
         concurrent_tasks: args.concurrent_tasks,
     };
-    let cluster = local_cluster::up(&spec).map_err(scheduler_error)?;
+    let cluster = local::up(&spec).map_err(cluster_error)?;
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&cluster).unwrap_or_default()
-        ),
+        Format::Json => println!("{}", super::output::to_json(&cluster)?),
         Format::Text => {
             for p in &cluster.processes {
                 println!(
@@ -221,7 +219,7 @@ fn up(args: &UpArgs, file: Option<&std::path::Path>, format: Format) -> Result<(
 }
 
 async fn status(args: &StatusArgs, config: &Config, format: Format) -> Result<(), CliError> {
-    let local = LocalCluster::load(&args.state.state_dir).map_err(scheduler_error)?;
+    let local = LocalCluster::load(&args.state.state_dir).map_err(cluster_error)?;
     let url = args
         .cluster
         .clone()
@@ -233,11 +231,11 @@ async fn status(args: &StatusArgs, config: &Config, format: Format) -> Result<()
         ..Default::default()
     };
     settings.validate()?;
-    let executors = settings.api("/api/executors").await?;
-    let jobs = settings.api("/api/jobs").await?;
+    let executors = cryptolake_jobs::engine::rest::get(&settings, "/api/executors").await?;
+    let jobs = cryptolake_jobs::engine::rest::get(&settings, "/api/jobs").await?;
     if format == Format::Json {
         let out = serde_json::json!({ "url": settings.url, "executors": executors, "jobs": jobs });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        println!("{}", super::output::to_json(&out)?);
         return Ok(());
     }
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use cryptolake_catalog::CatalogConfig;
+use cryptolake_cluster::process::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
-use cryptolake_scheduler::cluster::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 

@@ -131,7 +131,7 @@ pub async fn run(args: &JobArgs, config: &Config, format: Format) -> Result<(), 
             } else {
                 run
             };
-            show(std::slice::from_ref(&run), format);
+            show(std::slice::from_ref(&run), format)?;
             match run["state"].as_str() {
                 Some("SUCCEEDED") | Some("STARTING") | Some("RUNNING") => Ok(()),
                 Some(state) => Err(CliError::Io(std::io::Error::other(format!(
@@ -146,21 +146,21 @@ pub async fn run(args: &JobArgs, config: &Config, format: Format) -> Result<(), 
                 path.push_str(&format!("&job={j}"));
             }
             let runs = client.json(Method::GET, &path, None).await?;
-            show(runs.as_array().map_or(&[][..], Vec::as_slice), format);
+            show(runs.as_array().map_or(&[][..], Vec::as_slice), format)?;
             Ok(())
         }
         JobCommand::Status { id } => {
             let run = client
                 .json(Method::GET, &format!("/v1/runs/{id}"), None)
                 .await?;
-            show(&[run], format);
+            show(&[run], format)?;
             Ok(())
         }
         JobCommand::Cancel { id } => {
             let run = client
                 .json(Method::DELETE, &format!("/v1/runs/{id}"), None)
                 .await?;
-            show(&[run], format);
+            show(&[run], format)?;
             Ok(())
         }
         JobCommand::Logs { id } => {
@@ -189,10 +189,10 @@ async fn wait_for(client: &Client, run: &Value) -> Result<Value, CliError> {
     }
 }
 
-fn show(runs: &[Value], format: Format) {
+fn show(runs: &[Value], format: Format) -> Result<(), CliError> {
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(runs).unwrap_or_default());
-        return;
+        println!("{}", super::output::to_json(runs)?);
+        return Ok(());
     }
     let rows: Vec<_> = runs
         .iter()
@@ -220,4 +220,5 @@ fn show(runs: &[Value], format: Format) {
         "error",
     ];
     print_rows(&rows, &columns, format);
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod table;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use cryptolake_jobs::ErrorKind;
 
 pub use self::config::{CONFIG_FILE, Config};
 pub use self::output::Format;
@@ -83,21 +84,22 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// 2: bad usage or configuration; 3: data quality threshold exceeded; 4: a commit lost a
-    /// race or a requirement (safe to run again); 5: `table check` found problems; 1: anything
-    /// else.
-    pub fn exit_code(&self) -> u8 {
-        use cryptolake_catalog::Error as C;
-        use cryptolake_jobs::Error as J;
+    /// The kind of failure; one mapping from kind to exit code and retry serves the CLI, the
+    /// scheduler daemon and the cluster engine ([`ErrorKind`]).
+    pub fn kind(&self) -> Option<ErrorKind> {
         match self {
-            CliError::Config(_)
-            | CliError::Catalog(C::Invalid(_))
-            | CliError::Job(J::Invalid(_)) => 2,
-            CliError::Job(J::TooManyBadRecords { .. }) => 3,
-            CliError::Job(J::Catalog(C::RequirementFailed { .. } | C::CommitConflict { .. })) => 4,
-            CliError::Check(_) => 5,
-            _ => 1,
+            CliError::Config(_) => Some(ErrorKind::Usage),
+            CliError::Job(e) => Some(e.kind()),
+            CliError::Catalog(e) => Some(cryptolake_jobs::job::error::catalog_kind(e)),
+            CliError::Io(_) => Some(ErrorKind::Transient),
+            CliError::Check(_) => None,
         }
+    }
+
+    /// The kind's exit code (2 usage, 3 bad data, 4 lost a commit race, 1 transient, 70
+    /// internal), or 5 when `table check` found problems.
+    pub fn exit_code(&self) -> u8 {
+        self.kind().map_or(5, ErrorKind::exit_code)
     }
 }
 

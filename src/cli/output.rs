@@ -2,6 +2,17 @@
 
 use serde_json::{Map, Value};
 
+use super::CliError;
+
+/// Pretty JSON of a value; a value that does not serialize is an error, never an empty line.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value).map_err(|e| {
+        CliError::Job(cryptolake_jobs::Error::Internal(format!(
+            "the output does not serialize as JSON: {e}"
+        )))
+    })
+}
+
 /// `--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
@@ -13,7 +24,8 @@ pub enum Format {
 /// Prints rows (objects with the same keys) as a table or a JSON array.
 pub fn print_rows(rows: &[Map<String, Value>], columns: &[&str], format: Format) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(rows).unwrap_or_default()),
+        // A JSON value always prints (`{:#}` is pretty and infallible).
+        Format::Json => println!("{:#}", Value::from(rows.to_vec())),
         Format::Text => print!("{}", render_table(rows, columns)),
     }
 }

@@ -6,16 +6,17 @@ use std::time::Duration;
 
 use cryptolake_catalog::Lake;
 use cryptolake_catalog::lake::parse_ident;
-use cryptolake_jobs::compact::{Compact, CompactOptions};
-use cryptolake_jobs::dist::{ClusterSettings, Engine};
-use cryptolake_jobs::expire::{ExpireOptions, ExpireSnapshots};
-use cryptolake_jobs::gold::Gold;
-use cryptolake_jobs::ingest_files::IngestFiles;
-use cryptolake_jobs::ingest_kafka::IngestKafka;
-use cryptolake_jobs::manifests::{RewriteManifests, RewriteManifestsOptions};
-use cryptolake_jobs::orphans::{RemoveOrphans, RemoveOrphansOptions, parse_duration};
-use cryptolake_jobs::progress::Progress;
-use cryptolake_jobs::silver::Silver;
+use cryptolake_jobs::job::context::{ClusterSettings, Engine};
+use cryptolake_jobs::job::progress::Progress;
+use cryptolake_jobs::maintenance::compact::{Compact, CompactOptions};
+use cryptolake_jobs::maintenance::expire_snapshots::{ExpireOptions, ExpireSnapshots};
+use cryptolake_jobs::maintenance::options::parse_duration;
+use cryptolake_jobs::maintenance::remove_orphans::{RemoveOrphans, RemoveOrphansOptions};
+use cryptolake_jobs::maintenance::rewrite_manifests::{RewriteManifests, RewriteManifestsOptions};
+use cryptolake_jobs::pipeline::gold::Gold;
+use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
+use cryptolake_jobs::pipeline::ingest_kafka::IngestKafka;
+use cryptolake_jobs::pipeline::silver::Silver;
 use cryptolake_jobs::sources::BronzeInput;
 use cryptolake_jobs::sources::kafka_config::{KafkaConfig, OnMissingOffsets};
 use cryptolake_jobs::{Job, JobContext, RunSummary};
@@ -26,70 +27,138 @@ use serde_json::{Value, json};
 use super::output::{Format, print_rows, row};
 use super::{CliError, Config};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The jobs `run` runs, one name each as the CLI spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobName {
-    /// New landing files → bronze.<source>.
     IngestFiles,
-    /// Every message in the [kafka] topics now → their bronze tables (exactly once).
     IngestKafka,
-    /// New bronze rows → silver.quotes, silver.trades, silver.quarantine.
     Silver,
-    /// New silver rows → gold candles, market snapshot, trader positions.
     Gold,
-    /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, in order.
     All,
-    /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
     Compact,
-    /// Merge a table's data manifests into one when it has --min-manifests or more.
     RewriteManifests,
-    /// Delete files under a table's location that no snapshot reaches (older than --older-than).
     RemoveOrphans,
-    /// Remove snapshots older than --older-than (default 5d), keeping --retain-last and every
-    /// bookmarked one, and delete the files only they reached.
     ExpireSnapshots,
-    /// Table maintenance: compact, rewrite-manifests, expire-snapshots, remove-orphans.
     Maintain,
 }
 
+impl JobName {
+    const ALL: [JobName; 10] = [
+        JobName::IngestFiles,
+        JobName::IngestKafka,
+        JobName::Silver,
+        JobName::Gold,
+        JobName::All,
+        JobName::Compact,
+        JobName::RewriteManifests,
+        JobName::RemoveOrphans,
+        JobName::ExpireSnapshots,
+        JobName::Maintain,
+    ];
+}
+
+/// `cryptolake run JOB [FLAGS]`: each job takes its own flags.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    pub job: JobName,
+    #[command(subcommand)]
+    pub job: RunJob,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RunJob {
+    /// New landing files → bronze.<source>.
+    IngestFiles(CommonArgs),
+    /// Every message in the [kafka] topics now → their bronze tables (exactly once).
+    IngestKafka {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// New bronze rows → silver.quotes, silver.trades, silver.quarantine.
+    Silver {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        silver: SilverArgs,
+    },
+    /// New silver rows → gold candles, market snapshot, trader positions.
+    Gold(CommonArgs),
+    /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, in order.
+    All {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        silver: SilverArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// Rewrite small files into files of the target size (bin-pack, `replace` snapshots).
+    Compact {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        compact: CompactArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Merge a table's data manifests into one when it has --min-manifests or more.
+    RewriteManifests {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Delete files under a table's location that no snapshot reaches (older than --older-than).
+    RemoveOrphans {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        age: AgeArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Remove snapshots older than --older-than (default 5d), keeping --retain-last and every
+    /// bookmarked one, and delete the files only they reached.
+    ExpireSnapshots {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        age: AgeArgs,
+        #[command(flatten)]
+        retain: RetainArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Table maintenance: compact, rewrite-manifests, expire-snapshots, remove-orphans.
+    Maintain {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        compact: CompactArgs,
+        #[command(flatten)]
+        manifests: ManifestArgs,
+        #[command(flatten)]
+        age: AgeArgs,
+        #[command(flatten)]
+        retain: RetainArgs,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+}
+
+/// Flags every job takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CommonArgs {
     /// Print the plan (what would be read, written and committed) and stop.
     #[arg(long)]
     pub dry_run: bool,
-    /// Fail the run when more than this fraction of records is bad (overrides the config).
-    #[arg(long, env = "CRYPTOLAKE_MAX_BAD_FRACTION")]
-    pub max_bad_fraction: Option<f64>,
     /// Roll data files at this many bytes (overrides the config; for compact, overrides each
     /// table's `write.target-file-size-bytes`).
     #[arg(long, alias = "target-size", env = "CRYPTOLAKE_TARGET_FILE_SIZE")]
     pub target_file_size: Option<u64>,
-    /// compact: fewest small files that make a partition worth rewriting.
-    #[arg(long, default_value_t = 5)]
-    pub min_input_files: usize,
-    /// compact: only files that may hold rows matching this SQL condition, such as
-    /// "symbol = 'BTC-USD' AND event_time >= TIMESTAMP '2026-01-01'".
-    #[arg(long = "where", value_name = "CONDITION")]
-    pub filter: Option<String>,
-    /// compact: commit each file group as soon as it is rewritten instead of all at the end.
-    #[arg(long)]
-    pub partial_progress: bool,
-    /// rewrite-manifests: rewrite a table once it has this many data manifests.
-    #[arg(long, default_value_t = 10)]
-    pub min_manifests: usize,
-    /// Maintenance jobs: only these tables (repeatable); every table when absent.
-    #[arg(long = "table")]
-    pub tables: Vec<String>,
-    /// expire-snapshots, remove-orphans: only snapshots or files older than this (3d, 12h,
-    /// 30m, 45s); defaults 5d for snapshots and 3d for orphan files.
-    #[arg(long)]
-    pub older_than: Option<String>,
-    /// expire-snapshots: always keep this many of the latest snapshots.
-    #[arg(long, default_value_t = 1)]
-    pub retain_last: usize,
-    /// ingest-kafka: brokers as host:port[,host:port...] (overrides kafka.brokers).
-    #[arg(long, env = "CRYPTOLAKE_KAFKA_BROKERS")]
-    pub brokers: Option<String>,
     /// Run the job's plans on this Ballista cluster (df://HOST:PORT) instead of in this
     /// process (overrides cluster.url).
     #[arg(long, value_name = "URL", env = "CRYPTOLAKE_CLUSTER")]
@@ -98,10 +167,187 @@ pub struct RunArgs {
     /// executor (overrides cluster.max_attempts; default 3).
     #[arg(long)]
     pub max_attempts: Option<u32>,
-    /// ingest-kafka: when retention deleted messages never ingested, fail (the default) or
-    /// go on from the earliest offset and report how many were skipped.
+}
+
+/// silver's flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SilverArgs {
+    /// Fail the run when more than this fraction of records is bad (overrides the config).
+    #[arg(long, env = "CRYPTOLAKE_MAX_BAD_FRACTION")]
+    pub max_bad_fraction: Option<f64>,
+}
+
+/// ingest-kafka's flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct KafkaArgs {
+    /// Brokers as host:port[,host:port...] (overrides kafka.brokers).
+    #[arg(long, env = "CRYPTOLAKE_KAFKA_BROKERS")]
+    pub brokers: Option<String>,
+    /// When retention deleted messages never ingested, fail (the default) or go on from the
+    /// earliest offset and report how many were skipped.
     #[arg(long, value_enum)]
     pub on_missing_offsets: Option<MissingOffsets>,
+}
+
+/// compact's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompactArgs {
+    /// Fewest small files that make a partition worth rewriting.
+    #[arg(long, default_value_t = 5)]
+    pub min_input_files: usize,
+    /// Only files that may hold rows matching this SQL condition, such as
+    /// "symbol = 'BTC-USD' AND event_time >= TIMESTAMP '2026-01-01'".
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub filter: Option<String>,
+    /// Commit each file group as soon as it is rewritten instead of all at the end.
+    #[arg(long)]
+    pub partial_progress: bool,
+}
+
+/// rewrite-manifests' flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ManifestArgs {
+    /// Rewrite a table once it has this many data manifests.
+    #[arg(long, default_value_t = 10)]
+    pub min_manifests: usize,
+}
+
+/// The age threshold of expire-snapshots and remove-orphans.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgeArgs {
+    /// Only snapshots or files older than this (3d, 12h, 30m, 45s); defaults 5d for
+    /// snapshots and 3d for orphan files.
+    #[arg(long)]
+    pub older_than: Option<String>,
+}
+
+/// expire-snapshots' floor.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetainArgs {
+    /// Always keep this many of the latest snapshots.
+    #[arg(long, default_value_t = 1)]
+    pub retain_last: usize,
+}
+
+/// Which tables a maintenance job takes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TableArgs {
+    /// Only these tables (repeatable); every table when absent.
+    #[arg(long = "table")]
+    pub tables: Vec<String>,
+}
+
+/// Every job's settings for one `run`, the flags its job does not take at their defaults.
+#[derive(Debug, Clone)]
+struct RunOptions {
+    common: CommonArgs,
+    silver: SilverArgs,
+    kafka: KafkaArgs,
+    compact: CompactArgs,
+    manifests: ManifestArgs,
+    age: AgeArgs,
+    retain: RetainArgs,
+    tables: TableArgs,
+}
+
+impl RunJob {
+    /// The job named and every job's settings.
+    fn options(&self) -> (JobName, RunOptions) {
+        let mut o = RunOptions {
+            common: CommonArgs::default(),
+            silver: SilverArgs::default(),
+            kafka: KafkaArgs::default(),
+            compact: CompactArgs {
+                min_input_files: 5,
+                filter: None,
+                partial_progress: false,
+            },
+            manifests: ManifestArgs { min_manifests: 10 },
+            age: AgeArgs::default(),
+            retain: RetainArgs { retain_last: 1 },
+            tables: TableArgs::default(),
+        };
+        let name = match self {
+            RunJob::IngestFiles(c) | RunJob::Gold(c) => {
+                o.common = c.clone();
+                match self {
+                    RunJob::IngestFiles(_) => JobName::IngestFiles,
+                    _ => JobName::Gold,
+                }
+            }
+            RunJob::IngestKafka { common, kafka } => {
+                (o.common, o.kafka) = (common.clone(), kafka.clone());
+                JobName::IngestKafka
+            }
+            RunJob::Silver { common, silver } => {
+                (o.common, o.silver) = (common.clone(), silver.clone());
+                JobName::Silver
+            }
+            RunJob::All {
+                common,
+                silver,
+                kafka,
+            } => {
+                (o.common, o.silver, o.kafka) = (common.clone(), silver.clone(), kafka.clone());
+                JobName::All
+            }
+            RunJob::Compact {
+                common,
+                compact,
+                tables,
+            } => {
+                (o.common, o.compact, o.tables) = (common.clone(), compact.clone(), tables.clone());
+                JobName::Compact
+            }
+            RunJob::RewriteManifests {
+                common,
+                manifests,
+                tables,
+            } => {
+                (o.common, o.manifests, o.tables) =
+                    (common.clone(), manifests.clone(), tables.clone());
+                JobName::RewriteManifests
+            }
+            RunJob::RemoveOrphans {
+                common,
+                age,
+                tables,
+            } => {
+                (o.common, o.age, o.tables) = (common.clone(), age.clone(), tables.clone());
+                JobName::RemoveOrphans
+            }
+            RunJob::ExpireSnapshots {
+                common,
+                age,
+                retain,
+                tables,
+            } => {
+                (o.common, o.age, o.retain, o.tables) =
+                    (common.clone(), age.clone(), retain.clone(), tables.clone());
+                JobName::ExpireSnapshots
+            }
+            RunJob::Maintain {
+                common,
+                compact,
+                manifests,
+                age,
+                retain,
+                tables,
+            } => {
+                o = RunOptions {
+                    common: common.clone(),
+                    compact: compact.clone(),
+                    manifests: manifests.clone(),
+                    age: age.clone(),
+                    retain: retain.clone(),
+                    tables: tables.clone(),
+                    ..o
+                };
+                JobName::Maintain
+            }
+        };
+        (name, o)
+    }
 }
 
 /// `--on-missing-offsets`.
@@ -112,12 +358,12 @@ pub enum MissingOffsets {
 }
 
 /// The Kafka settings of this run: the config's, with the flags over them.
-fn kafka_config(args: &RunArgs, config: &Config) -> KafkaConfig {
+fn kafka_config(args: &RunOptions, config: &Config) -> KafkaConfig {
     let mut kafka = config.kafka();
-    if let Some(brokers) = &args.brokers {
+    if let Some(brokers) = &args.kafka.brokers {
         kafka.brokers = brokers.clone();
     }
-    match args.on_missing_offsets {
+    match args.kafka.on_missing_offsets {
         Some(MissingOffsets::Fail) => kafka.on_missing_offsets = OnMissingOffsets::Fail,
         Some(MissingOffsets::Earliest) => kafka.on_missing_offsets = OnMissingOffsets::Earliest,
         None => {}
@@ -126,8 +372,13 @@ fn kafka_config(args: &RunArgs, config: &Config) -> KafkaConfig {
 }
 
 /// Where this run's plans run: `--cluster` or `[cluster] url`, else in this process.
-fn engine(args: &RunArgs, config: &Config) -> Result<Engine, CliError> {
-    let Some(url) = args.cluster.clone().or_else(|| config.cluster.url.clone()) else {
+fn engine(args: &RunOptions, config: &Config) -> Result<Engine, CliError> {
+    let Some(url) = args
+        .common
+        .cluster
+        .clone()
+        .or_else(|| config.cluster.url.clone())
+    else {
         return Ok(Engine::InProcess);
     };
     let defaults = ClusterSettings::default();
@@ -135,6 +386,7 @@ fn engine(args: &RunArgs, config: &Config) -> Result<Engine, CliError> {
         url,
         partitions: config.cluster.partitions,
         max_attempts: args
+            .common
             .max_attempts
             .or(config.cluster.max_attempts)
             .unwrap_or(defaults.max_attempts),
@@ -143,13 +395,15 @@ fn engine(args: &RunArgs, config: &Config) -> Result<Engine, CliError> {
     Ok(Engine::Cluster(settings))
 }
 
-/// Draws job progress as a bar on stderr when stdout is a terminal and output is text.
+/// Draws job progress as a bar on stderr, where indicatif draws, when stderr is a terminal and
+/// output is text (so `run all > summary.txt` in a terminal still shows the bar, and a log
+/// file of stderr never gets one).
 #[derive(Debug)]
 struct Bar(ProgressBar);
 
 impl Bar {
     fn new(format: Format) -> Self {
-        if format != Format::Text || !std::io::stdout().is_terminal() {
+        if format != Format::Text || !std::io::stderr().is_terminal() {
             return Self(ProgressBar::hidden());
         }
         let bar = ProgressBar::new(0);
@@ -176,11 +430,13 @@ impl Progress for Bar {
 }
 
 pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), CliError> {
+    let (job, args) = args.job.options();
+    let args = &args;
     let mut settings = config.job_settings();
-    if let Some(f) = args.max_bad_fraction {
+    if let Some(f) = args.silver.max_bad_fraction {
         settings.max_bad_fraction = f;
     }
-    if let Some(t) = args.target_file_size {
+    if let Some(t) = args.common.target_file_size {
         settings.target_file_size = t as usize;
     }
     let lake = Lake::open(&config.catalog).await?;
@@ -188,7 +444,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     let ctx = JobContext::new(lake, config.landing.path.clone(), settings)?
         .with_progress(bar.clone())
         .with_engine(engine(args, config)?);
-    let jobs = match args.job {
+    let jobs = match job {
         JobName::All if config.kafka.is_some() => vec![
             JobName::IngestFiles,
             JobName::IngestKafka,
@@ -205,6 +461,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         one => vec![one],
     };
     let tables = args
+        .tables
         .tables
         .iter()
         .map(|t| parse_ident(t))
@@ -224,21 +481,19 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         summaries.extend(summary);
     }
     bar.0.finish_and_clear();
-    if args.dry_run {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Object(plans)).unwrap_or_default()
-        );
+    if args.common.dry_run {
+        // A JSON value always prints (`{:#}` is pretty and infallible).
+        println!("{:#}", Value::Object(plans));
         return Ok(());
     }
-    print_summaries(&summaries, format);
+    print_summaries(&summaries, format)?;
     Ok(())
 }
 
 /// What every job of a `run` is built from.
 #[derive(Clone, Copy)]
 struct RunInputs<'a> {
-    args: &'a RunArgs,
+    args: &'a RunOptions,
     config: &'a Config,
     ctx: &'a JobContext,
     tables: &'a [TableIdent],
@@ -255,54 +510,61 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
         bar,
     } = *run;
     Ok(match job {
-        JobName::IngestFiles => step(IngestFiles::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::IngestFiles => {
+            step(IngestFiles::new(ctx.clone()), args.common.dry_run, bar).await?
+        }
         JobName::IngestKafka => {
             let job = IngestKafka::new(ctx.clone(), kafka_config(args, config));
-            step(job, args.dry_run, bar).await?
+            step(job, args.common.dry_run, bar).await?
         }
         JobName::Silver => {
             let kafka = config.kafka().topics;
             let job = Silver::new(ctx.clone()).with_inputs(kafka.iter().map(BronzeInput::kafka));
-            step(job, args.dry_run, bar).await?
+            step(job, args.common.dry_run, bar).await?
         }
-        JobName::Gold => step(Gold::new(ctx.clone()), args.dry_run, bar).await?,
+        JobName::Gold => step(Gold::new(ctx.clone()), args.common.dry_run, bar).await?,
         JobName::Compact => {
             let options = CompactOptions {
-                target_size: args.target_file_size,
-                min_input_files: args.min_input_files,
+                target_size: args.common.target_file_size,
+                min_input_files: args.compact.min_input_files,
                 tables: tables.to_vec(),
-                filter: args.filter.clone(),
-                partial_progress: args.partial_progress,
+                filter: args.compact.filter.clone(),
+                partial_progress: args.compact.partial_progress,
             };
-            step(Compact::new(ctx.clone(), options), args.dry_run, bar).await?
+            step(Compact::new(ctx.clone(), options), args.common.dry_run, bar).await?
         }
         JobName::RewriteManifests => {
             let options = RewriteManifestsOptions {
-                min_manifests: args.min_manifests,
+                min_manifests: args.manifests.min_manifests,
                 tables: tables.to_vec(),
             };
             let job = RewriteManifests::new(ctx.clone(), options);
-            step(job, args.dry_run, bar).await?
+            step(job, args.common.dry_run, bar).await?
         }
         JobName::ExpireSnapshots => {
             let options = ExpireOptions {
-                older_than: parse_duration(args.older_than.as_deref().unwrap_or("5d"))?,
-                retain_last: args.retain_last,
+                older_than: parse_duration(args.age.older_than.as_deref().unwrap_or("5d"))?,
+                retain_last: args.retain.retain_last,
                 tables: tables.to_vec(),
             };
             step(
                 ExpireSnapshots::new(ctx.clone(), options),
-                args.dry_run,
+                args.common.dry_run,
                 bar,
             )
             .await?
         }
         JobName::RemoveOrphans => {
             let options = RemoveOrphansOptions {
-                older_than: parse_duration(args.older_than.as_deref().unwrap_or("3d"))?,
+                older_than: parse_duration(args.age.older_than.as_deref().unwrap_or("3d"))?,
                 tables: tables.to_vec(),
             };
-            step(RemoveOrphans::new(ctx.clone(), options), args.dry_run, bar).await?
+            step(
+                RemoveOrphans::new(ctx.clone(), options),
+                args.common.dry_run,
+                bar,
+            )
+            .await?
         }
         JobName::All | JobName::Maintain => unreachable!("expanded above"),
     })
@@ -320,7 +582,7 @@ async fn step<J: Job>(
     let summary = if dry_run {
         None
     } else {
-        cryptolake_jobs::fault::maybe_crash(J::NAME, "before-execute");
+        cryptolake_jobs::job::fault::maybe_crash(J::NAME, "before-execute");
         Some(job.execute(plan).await?)
     };
     Ok((shown, summary))
@@ -341,13 +603,10 @@ fn job_name(job: JobName) -> &'static str {
     }
 }
 
-fn print_summaries(summaries: &[RunSummary], format: Format) {
+fn print_summaries(summaries: &[RunSummary], format: Format) -> Result<(), CliError> {
     if format == Format::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(summaries).unwrap_or_default()
-        );
-        return;
+        println!("{}", super::output::to_json(summaries)?);
+        return Ok(());
     }
     let mut rows = Vec::new();
     for s in summaries {
@@ -399,12 +658,12 @@ fn print_summaries(summaries: &[RunSummary], format: Format) {
         "{commits} snapshot(s) committed in {:.2} s",
         ms as f64 / 1000.0
     );
+    Ok(())
 }
 
 /// Every job name `cryptolake run` accepts, as the CLI spells them.
 pub fn job_names() -> Vec<String> {
-    use clap::ValueEnum;
-    JobName::value_variants()
+    JobName::ALL
         .iter()
         .map(|j| job_name(*j).to_string())
         .collect()

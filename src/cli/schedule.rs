@@ -78,7 +78,7 @@ pub fn run(cmd: &ScheduleCommand, config: &Config, format: Format) -> Result<(),
                 ExportTarget::ApiDestination => Target::ApiDestination,
             };
             let out = export::eventbridge(&config.schedule, target).map_err(config_error)?;
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            println!("{}", super::output::to_json(&out)?);
             Ok(())
         }
     }
@@ -176,10 +176,7 @@ fn next(args: &NextArgs, config: &Config, format: Format) -> Result<(), CliError
         })
         .collect();
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&times).unwrap_or_default()
-        ),
+        Format::Json => println!("{}", super::output::to_json(&times)?),
         Format::Text => times.iter().for_each(|t| println!("{t}")),
     }
     Ok(())

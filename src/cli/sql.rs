@@ -2,7 +2,7 @@
 
 use arrow::array::RecordBatch;
 use cryptolake_catalog::Lake;
-use cryptolake_jobs::provider::{TimeTravel, register_lake};
+use cryptolake_jobs::engine::lake::{TimeTravel, register_lake};
 
 use super::output::Format;
 use super::{CliError, Config};

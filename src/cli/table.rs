@@ -3,7 +3,7 @@
 use chrono::DateTime;
 use cryptolake_catalog::Lake;
 use cryptolake_catalog::lake::parse_ident;
-use cryptolake_jobs::scan::live_data_files;
+use cryptolake_jobs::iceberg::scan::live_data_files;
 use iceberg::table::Table;
 use serde_json::{Value, json};
 
@@ -177,7 +177,7 @@ fn describe(table: &Table, format: Format) -> Result<(), CliError> {
             "properties": m.properties(),
             "columns": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        println!("{}", super::output::to_json(&doc)?);
         return Ok(());
     }
     println!("table:     {}", table.identifier());
@@ -220,7 +220,7 @@ fn history(table: &Table, format: Format) -> Result<(), CliError> {
                 ("total_records", num("total-records")),
                 (
                     "job",
-                    p.get("cryptolake.job")
+                    p.get(cryptolake_jobs::bookmarks::JOB_PROPERTY)
                         .cloned()
                         .map_or(Value::Null, Value::from),
                 ),

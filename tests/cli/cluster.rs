@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
+use cryptolake_testkit::free_port_block;
+
 use crate::common::Project;
 
 /// A local cluster; `Drop` stops it.
@@ -16,26 +18,6 @@ pub struct Cluster<'a> {
     pub url: String,
     rest: String,
     info: Value,
-}
-
-/// A base port with the 2 * executors + 1 ports after it free.
-fn free_port_block(n: u16) -> u16 {
-    for _ in 0..200 {
-        let base = 20000 + (rand_u16() % 30000);
-        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no block of {n} free ports");
-}
-
-fn rand_u16() -> u16 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    (nanos ^ std::process::id().rotate_left(7)) as u16
 }
 
 impl<'a> Cluster<'a> {
@@ -267,7 +249,7 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
             if stage["stage_plan"]
                 .as_str()
                 .unwrap_or("")
-                .contains("IcebergWriteExec")
+                .contains("TableWriteExec")
             {
                 most_tasks = most_tasks.max(tasks.len());
             }
@@ -534,4 +516,46 @@ fn an_executor_killed_during_silver_leaves_exact_tables() {
     // One commit per table: a failed run committed nothing.
     let history = remote.json(&["table", "history", "silver.quotes"]);
     assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+}
+
+/// Runs `silver` with every sink task failing its invariant (fault `silver:sink:error`):
+/// returns the exit code and stderr, and checks that silver is unchanged.
+fn silver_failing_its_sink(p: &Project, cluster: Option<&str>) -> (Option<i32>, String) {
+    let before = p.snapshots();
+    let mut args = vec!["run", "silver"];
+    if let Some(url) = cluster {
+        args.extend(["--cluster", url]);
+    }
+    let out = p
+        .command(&args)
+        .env("CRYPTOLAKE_FAULT", "silver:sink:error")
+        .output()
+        .unwrap();
+    assert_eq!(p.snapshots(), before, "a failed silver run committed");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_internal_failure_has_the_same_exit_code_and_retry_decision_in_process_and_on_a_cluster() {
+    let local = Project::new();
+    let remote = Project::new();
+    let cluster = Cluster::up_with(&remote, 1, &[("CRYPTOLAKE_FAULT", "silver:sink:error")]);
+    for p in [&local, &remote] {
+        generate_messy(p, "2026-01-01T00:00:00Z", "7");
+        p.ok(&["run", "ingest-files"]);
+    }
+    let (code, err) = silver_failing_its_sink(&local, None);
+    assert_eq!(code, Some(70), "in-process: {err}");
+    assert!(err.contains("fault injected at silver:sink"), "{err}");
+
+    let (code, err) = silver_failing_its_sink(&remote, Some(&cluster.url));
+    assert_eq!(code, Some(70), "on the cluster: {err}");
+    assert!(err.contains("fault injected at silver:sink"), "{err}");
+    // Not retryable: the driver ran the job once, not up to max_attempts.
+    assert!(!err.contains("running it again"), "{err}");
+    let jobs = cluster.get("/api/jobs");
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
 }

@@ -265,7 +265,7 @@ fn append_small_files(p: &Project, appends: usize, rows: usize) {
     };
     use arrow::datatypes::{DataType, TimeUnit};
     use cryptolake_catalog::{CatalogConfig, Lake, SnapshotCommit, layout};
-    use cryptolake_jobs::write::{TableWriter, arrow_schema};
+    use cryptolake_jobs::iceberg::writer::{TableWriter, arrow_schema};
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {

@@ -3,109 +3,15 @@
 //! (kafka-python) and read back by an independent consumer to check the frozen end offsets.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use cryptolake_testkit::Broker;
 
 use serde_json::Value;
 
 use crate::common::Project;
 use crate::readers::run_python;
-
-/// A tansu broker whose data (a SQLite file) outlives a stop, so it can come back.
-pub struct Broker {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    pub port: u16,
-}
-
-fn tansu() -> PathBuf {
-    if let Some(p) = std::env::var_os("CRYPTOLAKE_TANSU") {
-        return p.into();
-    }
-    let cache = std::env::var_os("CRYPTOLAKE_CACHE").map_or_else(
-        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cryptolake"),
-        PathBuf::from,
-    );
-    let bin = cache.join("tansu/bin/tansu");
-    assert!(
-        bin.exists(),
-        "{} missing: run scripts/setup.sh",
-        bin.display()
-    );
-    bin
-}
-
-impl Broker {
-    pub fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut broker = Self {
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            port,
-        };
-        broker.restart();
-        broker
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the broker on its port and data (again, after `stop`).
-    pub fn restart(&mut self) {
-        let url = format!("tcp://{}", self.address());
-        let child = Command::new(tansu())
-            .args(["broker", "--storage-engine", "sqlite://tansu.db"])
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .current_dir(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tansu did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the broker by process id (SIGKILL: a lost machine).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(tansu())
-            .args(["topic", "create", name, "--partitions"])
-            .arg(partitions.to_string())
-            .args(["--broker", &format!("tcp://{}", self.address())])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "topic create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Trades `first..first+count` from kafka-python, partition `i % 3`, with a key and a header;
 /// every 10th value is not JSON and every 15th (not also 10th) lacks its price.
@@ -438,4 +344,25 @@ fn a_run_overtaken_between_plan_and_commit_commits_nothing_and_compaction_keeps_
     p.ok(&["run", "ingest-kafka"]);
     assert_eq!(p.count("bronze.coinbase_trades"), 105);
     assert_eq!(distinct_messages(&p), 105);
+}
+
+#[test]
+fn unreadable_offsets_stop_ingest_kafka_and_bronze_is_unchanged() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    produce(&broker, 0, 30);
+    p.ok(&["run", "ingest-kafka"]);
+    let key = "cryptolake.bookmark.kafka.coinbase-trades";
+    let snapshot =
+        crate::bookmarks::corrupt(&p, "bronze.coinbase_trades", key, "{\"0\": 10, \"1\":");
+    produce(&broker, 30, 15);
+    let before = p.snapshots();
+    let out = p.output(&["run", "ingest-kafka"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    for name in ["bronze.coinbase_trades", key, &snapshot.to_string()] {
+        assert!(err.contains(name), "the error does not name {name}: {err}");
+    }
+    assert_eq!(p.snapshots(), before);
+    assert_eq!(p.count("bronze.coinbase_trades"), 30);
 }

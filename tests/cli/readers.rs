@@ -210,7 +210,13 @@ pub fn compare_tables_with_independent_readers(p: &Project, checks: &[(&str, &st
         );
     }
     // Row by row for one table: every trade with its exact decimals.
-    if seen.get("trade_rows").is_none() {
+    let wants_trades = checks.iter().any(|(table, _)| *table == "silver.trades");
+    assert_eq!(
+        seen.get("trade_rows").is_some(),
+        wants_trades,
+        "PyIceberg read silver.trades row by row exactly when it was checked"
+    );
+    if !wants_trades {
         return;
     }
     let rows = p.sql(

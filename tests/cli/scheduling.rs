@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use cryptolake_testkit::free_port;
+
 use crate::common::{Project, SOURCES, field};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -124,14 +126,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn time(run: &Value, key: &str) -> chrono::DateTime<chrono::Utc> {

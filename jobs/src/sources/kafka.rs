@@ -2,16 +2,14 @@
 //! consumer-group machinery, which is what "available now" needs. The table holds the offsets;
 //! a run reads fixed `[start, end)` ranges.
 //!
-//! [`KafkaScanExec`] is a DataFusion node with one plan partition per Kafka partition, so each
-//! task (on a cluster, each executor) reads its own partitions. Every message becomes at least
+//! [`crate::physical_plan::KafkaScanExec`] is a DataFusion node with one plan partition per
+//! Kafka partition, each read by a [`PartitionReader`]. Every message becomes at least
 //! one bronze row: its value's JSON records, or one row with only `_raw` set when the value is
 //! not usable JSON (silver quarantines it with the reason), so no message is ever dropped.
 
-use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{
@@ -19,14 +17,7 @@ use arrow::array::{
 };
 use arrow::datatypes::SchemaRef;
 use cryptolake_catalog::layout::{self, KAFKA_META};
-use datafusion::common::{DataFusionError, Result as DfResult};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::metrics::Count;
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
@@ -85,11 +76,11 @@ fn tls_config(config: &KafkaConfig) -> Result<Arc<rustls::ClientConfig>> {
         Some(path) => {
             let certs = CertificateDer::pem_file_iter(path)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| Error::Invalid(format!("kafka.ssl_ca_location {path}: {e}")))?;
+                .map_err(|e| Error::Usage(format!("kafka.ssl_ca_location {path}: {e}")))?;
             for cert in certs {
                 roots
                     .add(cert)
-                    .map_err(|e| Error::Invalid(format!("kafka.ssl_ca_location {path}: {e}")))?;
+                    .map_err(|e| Error::Usage(format!("kafka.ssl_ca_location {path}: {e}")))?;
             }
         }
         None => {
@@ -100,7 +91,7 @@ fn tls_config(config: &KafkaConfig) -> Result<Arc<rustls::ClientConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Invalid(format!("kafka TLS: {e}")))?
+        .map_err(|e| Error::Usage(format!("kafka TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(tls))
@@ -205,128 +196,38 @@ pub struct TopicScan {
     /// One plan partition per range.
     pub ranges: Vec<OffsetRange>,
     /// The bronze table's Arrow schema ([`layout::kafka_bronze`]).
-    #[serde(with = "crate::dist::schema_serde")]
+    #[serde(with = "crate::job::wire")]
     pub schema: SchemaRef,
     pub ingest_us: i64,
     pub batch_size: usize,
 }
 
-/// Scans fixed offset ranges of a topic: one plan partition per Kafka partition.
-#[derive(Debug)]
-pub struct KafkaScanExec {
-    scan: TopicScan,
-    /// Messages read, per plan partition.
-    messages: Arc<Vec<AtomicU64>>,
-    properties: Arc<PlanProperties>,
-}
-
-impl KafkaScanExec {
-    pub fn new(scan: TopicScan) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(scan.schema.clone()),
-            Partitioning::UnknownPartitioning(scan.ranges.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
-        Self {
-            messages: Arc::new((0..scan.ranges.len()).map(|_| AtomicU64::new(0)).collect()),
-            scan,
-            properties,
-        }
-    }
-
-    /// What the node reads.
-    pub fn scan(&self) -> &TopicScan {
-        &self.scan
-    }
-
-    /// Messages read so far by one plan partition.
-    pub fn messages_read_in(&self, partition: usize) -> u64 {
-        self.messages
-            .get(partition)
-            .map_or(0, |m| m.load(Ordering::Relaxed))
-    }
-}
-
-impl DisplayAs for KafkaScanExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let messages: i64 = self.scan.ranges.iter().map(|r| r.end - r.start).sum();
-        write!(
-            f,
-            "KafkaScanExec: topic={}, partitions={}, messages={messages}",
-            self.scan.topic,
-            self.scan.ranges.len()
-        )
-    }
-}
-
-impl ExecutionPlan for KafkaScanExec {
-    fn name(&self) -> &str {
-        "KafkaScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> DfResult<SendableRecordBatchStream> {
-        let schema = self.scan.schema.clone();
-        let Some(range) = self.scan.ranges.get(partition).copied() else {
-            let empty = futures::stream::empty();
-            return Ok(Box::pin(RecordBatchStreamAdapter::new(schema, empty)));
-        };
-        let reader = PartitionReader {
-            scan: self.scan.clone(),
-            range,
-            next: range.start,
-            client: None,
-            rows: MessageRows::new(&self.scan, range.partition),
-            messages: self.messages.clone(),
-            slot: partition,
-        };
-        let stream = futures::stream::try_unfold(reader, |mut reader| async move {
-            let batch = reader
-                .next_batch()
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            Ok(batch.map(|b| (b, reader)))
-        });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
-    }
-}
-
-/// Reads one partition's range in fetches, yielding batches of about `batch_size` rows.
-struct PartitionReader {
+/// Reads one partition's range in fetches, yielding batches of about `batch_size` rows and
+/// counting the messages it read in `messages`.
+pub struct PartitionReader {
     scan: TopicScan,
     range: OffsetRange,
     next: i64,
     client: Option<PartitionClient>,
     rows: MessageRows,
-    messages: Arc<Vec<AtomicU64>>,
-    slot: usize,
+    messages: Count,
 }
 
 impl PartitionReader {
-    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+    pub fn new(scan: TopicScan, range: OffsetRange, messages: Count) -> Self {
+        let rows = MessageRows::new(&scan, range.partition);
+        Self {
+            scan,
+            range,
+            next: range.start,
+            client: None,
+            rows,
+            messages,
+        }
+    }
+
+    /// The next batch, `None` once the range is read.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         while self.next < self.range.end && self.rows.len() < self.scan.batch_size {
             let records = self.fetch().await?;
             if records.is_empty() {
@@ -341,7 +242,7 @@ impl PartitionReader {
                     break;
                 }
                 self.rows.push(&r);
-                self.messages[self.slot].fetch_add(1, Ordering::Relaxed);
+                self.messages.add(1);
                 self.next = r.offset + 1;
             }
         }
@@ -548,23 +449,5 @@ mod tests {
             1_767_225_600_123_000
         );
         assert_eq!(rows.len(), 0);
-    }
-
-    #[test]
-    fn the_scan_has_one_plan_partition_per_kafka_partition() {
-        let mut s = scan();
-        s.ranges = (0..3)
-            .map(|p| OffsetRange {
-                partition: p,
-                start: 0,
-                end: 5,
-            })
-            .collect();
-        let exec = KafkaScanExec::new(s);
-        assert_eq!(exec.properties().partitioning.partition_count(), 3);
-        let shown = datafusion::physical_plan::displayable(&exec)
-            .one_line()
-            .to_string();
-        assert!(shown.contains("partitions=3, messages=15"), "{shown}");
     }
 }

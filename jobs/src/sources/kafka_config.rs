@@ -169,7 +169,7 @@ impl KafkaConfig {
                 .rsplit_once(':')
                 .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
         }) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "kafka.brokers = {:?}: expected host:port[,host:port...]",
                 self.brokers
             )));
@@ -177,17 +177,17 @@ impl KafkaConfig {
         let mut tables = BTreeMap::new();
         for t in &self.topics {
             if t.topic.is_empty() {
-                return Err(Error::Invalid("kafka.topics: a topic has no name".into()));
+                return Err(Error::Usage("kafka.topics: a topic has no name".into()));
             }
             if !TOPIC_FORMATS.contains(&t.format.as_str()) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "kafka topic {}: format {:?} is not one of {TOPIC_FORMATS:?}",
                     t.topic, t.format
                 )));
             }
             let table = t.table();
             if !table.starts_with("bronze.") || table.matches('.').count() != 1 {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "kafka topic {}: table {table:?} must be bronze.<name>",
                     t.topic
                 )));
@@ -196,20 +196,20 @@ impl KafkaConfig {
                 .iter()
                 .any(|s| table == format!("bronze.{s}"))
             {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "kafka topic {}: {table} is ingest-files' table: give the topic another table",
                     t.topic
                 )));
             }
             if let Some(other) = tables.insert(table.clone(), t.topic.clone()) {
-                return Err(Error::Invalid(format!(
+                return Err(Error::Usage(format!(
                     "kafka topics {other} and {} both land in {table}",
                     t.topic
                 )));
             }
         }
         if self.security_protocol.uses_sasl() && self.sasl_mechanism.is_none() {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "kafka.security_protocol = {} needs kafka.sasl_mechanism",
                 self.security_protocol.as_str().to_uppercase()
             )));
@@ -217,18 +217,18 @@ impl KafkaConfig {
         if let Some(m) = &self.sasl_mechanism
             && !SASL_MECHANISMS.contains(&m.as_str())
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Usage(format!(
                 "kafka.sasl_mechanism = {m:?}: expected one of {SASL_MECHANISMS:?} \
                  (for MSK, use SCRAM: IAM and OAUTHBEARER are not supported)"
             )));
         }
         if self.security_protocol.uses_sasl() != self.sasl_username.is_some() {
-            return Err(Error::Invalid(
+            return Err(Error::Usage(
                 "kafka.sasl_username is needed with a SASL security_protocol, and only then".into(),
             ));
         }
         if self.timeout_secs == 0 {
-            return Err(Error::Invalid("kafka.timeout_secs must be positive".into()));
+            return Err(Error::Usage("kafka.timeout_secs must be positive".into()));
         }
         Ok(())
     }
@@ -255,12 +255,12 @@ impl KafkaConfig {
             return Ok(None);
         }
         let (Some(mechanism), Some(username)) = (&self.sasl_mechanism, &self.sasl_username) else {
-            return Err(Error::Invalid(
+            return Err(Error::Usage(
                 "kafka: SASL needs sasl_mechanism and sasl_username".into(),
             ));
         };
         let password = std::env::var(&self.sasl_password_env).map_err(|_| {
-            Error::Invalid(format!(
+            Error::Usage(format!(
                 "kafka.sasl_username is set but ${} (the SASL password) is not",
                 self.sasl_password_env
             ))

@@ -9,8 +9,13 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use cryptolake_catalog::layout;
 use serde_json::value::RawValue;
 
+use super::bronze::BronzeBuilder;
+use super::records::{Record, RecordDecoder};
 use crate::{Error, Result};
 
 /// One landing file.
@@ -141,6 +146,43 @@ pub fn split_values(bytes: &[u8]) -> Vec<Piece<'_>> {
         pos = end + 1;
     }
     out
+}
+
+/// Landing files of one source to read, in groups: group `i` is plan partition `i`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LandingScan {
+    pub source: String,
+    pub groups: Vec<Vec<LandingFile>>,
+    /// The bronze table's Arrow schema.
+    #[serde(with = "crate::job::wire")]
+    pub schema: SchemaRef,
+    pub ingest_us: i64,
+    pub batch_size: usize,
+}
+
+/// Reads, splits and decodes one landing file into bronze batches (CPU work). Returns the
+/// batches and the number of records, one bronze row each.
+pub fn decode_file(scan: &LandingScan, file: &LandingFile) -> Result<(Vec<RecordBatch>, u64)> {
+    let bytes = read_file(&file.path)?;
+    let fields = layout::bronze_source_fields(&scan.source).unwrap_or(&[]);
+    let decoder = RecordDecoder::new(&scan.source, fields);
+    let mut records: Vec<Record<'_>> = Vec::new();
+    for piece in split_values(&bytes) {
+        decoder.decode(&piece, &mut records);
+    }
+    let file_id = format!("{}/{}", scan.source, file.rel_path);
+    let mut builder = BronzeBuilder::new(scan.schema.clone(), scan.ingest_us);
+    let mut batches = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        builder.push(&file_id, index as i64, record);
+        if builder.len() >= scan.batch_size {
+            batches.push(builder.finish()?);
+        }
+    }
+    if !builder.is_empty() {
+        batches.push(builder.finish()?);
+    }
+    Ok((batches, records.len() as u64))
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ pub mod bronze;
 pub mod kafka;
 pub mod kafka_config;
 pub mod landing;
-pub mod node;
 pub mod records;
 
 use cryptolake_catalog::layout::{self, LANDING_SOURCES};
@@ -58,7 +57,7 @@ impl BronzeInput {
     /// Checks the format is one silver knows.
     pub fn validate(&self) -> crate::Result<()> {
         if layout::bronze_source_fields(&self.format).is_none() {
-            return Err(crate::Error::Invalid(format!(
+            return Err(crate::Error::Usage(format!(
                 "{}: unknown record format {}",
                 self.table, self.format
             )));

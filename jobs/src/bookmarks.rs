@@ -1,0 +1,169 @@
+//! Every key cryptolake writes into a snapshot summary or a table's properties, and the one
+//! parse of each. Input positions are never guessed: a value that does not parse stops the job
+//! with an error naming the table, the snapshot and the key ([`Error::Bookmark`], an internal
+//! failure that running again cannot mend), never an empty or default position.
+//!
+//! | key | where | what |
+//! | --- | --- | --- |
+//! | `cryptolake.job` | every snapshot | the job that committed it |
+//! | `cryptolake.bookmark.silver.<source>` | silver tables | the last bronze snapshot taken |
+//! | `cryptolake.bookmark.gold.<silver table>` | gold tables | the last silver snapshot taken |
+//! | `cryptolake.bookmark.kafka.<topic>` | Kafka bronze tables | partition → next offset (JSON) |
+//! | `cryptolake.ingest-files.files` | bronze snapshots | the landing files taken (JSON array) |
+//! | `cryptolake.ingest-files.expired-taken` | bronze table property | a file listing the landing files expired snapshots took |
+//!
+//! Keys under `cryptolake.bookmark.` are carried forward by every commit (the catalog's commit
+//! layer), so a compaction never loses a job's position.
+
+use std::collections::{BTreeMap, HashSet};
+
+use iceberg::spec::{Snapshot, TableMetadata};
+use iceberg::table::Table;
+
+pub use cryptolake_catalog::commit::BOOKMARK_PREFIX;
+
+use crate::{Error, Result};
+
+/// The snapshot property naming the job that committed it.
+pub const JOB_PROPERTY: &str = "cryptolake.job";
+
+/// Snapshot summary key holding the landing files (relative paths, JSON array) a snapshot took.
+pub const FILES_TAKEN_KEY: &str = "cryptolake.ingest-files.files";
+
+/// Table property naming a JSON file that lists the landing files taken by snapshots that
+/// were expired since (expiry folds their lists in before removing them).
+pub const EXPIRED_TAKEN_PROPERTY: &str = "cryptolake.ingest-files.expired-taken";
+
+/// A silver table's bookmark on one bronze source.
+pub fn silver_key(source: &str) -> String {
+    format!("{BOOKMARK_PREFIX}silver.{source}")
+}
+
+/// A gold table's bookmark on a silver table (`silver.quotes`).
+pub fn gold_key(silver_table: &str) -> String {
+    format!("{BOOKMARK_PREFIX}gold.{silver_table}")
+}
+
+/// A Kafka bronze table's offsets for a topic: a JSON object of partition → next offset.
+pub fn kafka_offsets_key(topic: &str) -> String {
+    format!("{BOOKMARK_PREFIX}kafka.{topic}")
+}
+
+/// Whether a summary key is a snapshot-id bookmark (silver's or gold's), as opposed to Kafka
+/// offsets.
+pub fn is_snapshot_bookmark(key: &str) -> bool {
+    key.strip_prefix(BOOKMARK_PREFIX)
+        .is_some_and(|rest| rest.starts_with("silver.") || rest.starts_with("gold."))
+}
+
+fn unreadable(table: &str, snapshot: i64, key: &str, why: String) -> Error {
+    Error::Bookmark(format!(
+        "{table}: snapshot {snapshot}'s {key} is unreadable ({why}): input positions are never \
+         guessed, so nothing was read or committed; repair or remove the property"
+    ))
+}
+
+/// A snapshot-id bookmark (silver's, gold's) in the current snapshot: `None` when the table
+/// has none yet.
+pub fn snapshot_bookmark(table: &Table, key: &str) -> Result<Option<i64>> {
+    let name = table.identifier().to_string();
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok(None);
+    };
+    let Some(text) = current.summary().additional_properties.get(key) else {
+        return Ok(None);
+    };
+    text.parse()
+        .map(Some)
+        .map_err(|e| unreadable(&name, current.snapshot_id(), key, format!("{text:?}: {e}")))
+}
+
+/// A topic's committed offsets in the current snapshot, and the bookmark's raw text (what the
+/// commit requires unchanged).
+pub fn kafka_offsets(table: &Table, topic: &str) -> Result<(BTreeMap<i32, i64>, Option<String>)> {
+    let key = kafka_offsets_key(topic);
+    let name = table.identifier().to_string();
+    let Some(current) = table.metadata().current_snapshot() else {
+        return Ok((BTreeMap::new(), None));
+    };
+    let Some(text) = current.summary().additional_properties.get(&key) else {
+        return Ok((BTreeMap::new(), None));
+    };
+    let offsets = serde_json::from_str(text)
+        .map_err(|e| unreadable(&name, current.snapshot_id(), &key, format!("{text:?}: {e}")))?;
+    Ok((offsets, Some(text.clone())))
+}
+
+/// The landing files one snapshot of `table` took (`None` for a snapshot ingest-files did not
+/// write).
+pub fn files_taken(table: &str, snapshot: &Snapshot) -> Result<Option<Vec<String>>> {
+    let Some(text) = snapshot
+        .summary()
+        .additional_properties
+        .get(FILES_TAKEN_KEY)
+    else {
+        return Ok(None);
+    };
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        unreadable(
+            table,
+            snapshot.snapshot_id(),
+            FILES_TAKEN_KEY,
+            e.to_string(),
+        )
+    })
+}
+
+/// The landing files the snapshots in `table`'s metadata took.
+pub fn taken_in_snapshots(table: &str, metadata: &TableMetadata) -> Result<HashSet<String>> {
+    let mut taken = HashSet::new();
+    for snapshot in metadata.snapshots() {
+        taken.extend(files_taken(table, snapshot)?.into_iter().flatten());
+    }
+    Ok(taken)
+}
+
+/// The landing files taken by expired snapshots (empty when nothing was expired).
+pub async fn expired_taken(table: &Table) -> Result<Vec<String>> {
+    let Some(path) = table.metadata().properties().get(EXPIRED_TAKEN_PROPERTY) else {
+        return Ok(Vec::new());
+    };
+    let bytes = table.file_io().new_input(path)?.read().await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Bookmark(format!(
+            "{}: {EXPIRED_TAKEN_PROPERTY} {path} (landing files taken by expired snapshots) is \
+             unreadable ({e}): nothing was read or committed",
+            table.identifier()
+        ))
+    })
+}
+
+/// Every landing file the table has taken: its snapshots' lists and the expired ones' log.
+pub async fn taken_files(table: &Table) -> Result<HashSet<String>> {
+    let name = table.identifier().to_string();
+    let mut taken = taken_in_snapshots(&name, table.metadata())?;
+    taken.extend(expired_taken(table).await?);
+    Ok(taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_bookmarks_where_they_must_be_carried_forward() {
+        assert_eq!(
+            silver_key("coinbase"),
+            "cryptolake.bookmark.silver.coinbase"
+        );
+        assert_eq!(
+            gold_key("silver.quotes"),
+            "cryptolake.bookmark.gold.silver.quotes"
+        );
+        assert_eq!(
+            kafka_offsets_key("coinbase-trades"),
+            "cryptolake.bookmark.kafka.coinbase-trades"
+        );
+        assert!(!FILES_TAKEN_KEY.starts_with(BOOKMARK_PREFIX));
+    }
+}

@@ -1,0 +1,201 @@
+//! Where a job's plan runs: in this process (the default) or on a Ballista cluster
+//! ([`crate::job::context::Engine`] says which). The job builds one DataFusion logical plan
+//! either way; the engine plans and runs it, runs it again on a cluster when it failed for a
+//! reason that can pass ([`crate::Error::retryable`], the same rule the CLI and the scheduler
+//! use), and returns the files its write nodes wrote. The commit stays with the caller, on the
+//! driver.
+
+pub mod lake;
+pub mod rest;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use ballista::prelude::SessionContextExt;
+use ballista_core::extension::SessionConfigExt;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use iceberg::io::FileIO;
+
+use crate::codec::{CryptolakeLogicalCodec, CryptolakePhysicalCodec};
+use crate::iceberg::TableRef;
+use crate::job::context::{ClusterSettings, Engine, JobContext};
+use crate::physical_plan::{CryptolakePlanner, WrittenFile, written_files};
+use crate::{Error, Result};
+
+pub use rest::cluster_slots;
+
+/// The session state every cryptolake process plans with: DataFusion's defaults plus the
+/// planner for cryptolake's nodes. The cluster scheduler builds its sessions with this too.
+pub fn session_state(config: SessionConfig, file_io: FileIO) -> SessionState {
+    SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_query_planner(Arc::new(CryptolakePlanner::new(file_io)))
+        .build()
+}
+
+/// A session config carrying cryptolake's codecs, for Ballista clients and processes.
+pub fn ballista_config(file_io: &FileIO) -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_ballista_logical_extension_codec(Arc::new(CryptolakeLogicalCodec::new(
+            file_io.clone(),
+        )))
+        .with_ballista_physical_extension_codec(Arc::new(CryptolakePhysicalCodec::new(
+            file_io.clone(),
+        )))
+}
+
+/// A DataFusion session on the job's engine, with the lake's storage for cryptolake's nodes
+/// and the job's tasks per stage.
+pub async fn session(ctx: &JobContext) -> Result<SessionContext> {
+    engine_session(
+        &ctx.engine,
+        ctx.lake.file_io(),
+        ctx.settings.parallelism,
+        ctx.settings.batch_size,
+    )
+    .await
+}
+
+/// A session that runs plans here or on the cluster, with `partitions` per stage in-process
+/// (a cluster's default is its executors' task slots).
+pub async fn engine_session(
+    engine: &Engine,
+    file_io: &FileIO,
+    partitions: usize,
+    batch_size: usize,
+) -> Result<SessionContext> {
+    match engine {
+        Engine::InProcess => {
+            let config = SessionConfig::new()
+                .with_target_partitions(partitions.max(1))
+                .with_batch_size(batch_size);
+            Ok(SessionContext::new_with_state(session_state(
+                config,
+                file_io.clone(),
+            )))
+        }
+        Engine::Cluster(cluster) => {
+            let partitions = match cluster.partitions {
+                Some(p) => p,
+                None => cluster_slots(cluster).await?.max(1),
+            };
+            let config = ballista_config(file_io)
+                .with_target_partitions(partitions)
+                .with_batch_size(batch_size);
+            let state = SessionStateBuilder::new()
+                .with_default_features()
+                .with_config(config)
+                .build();
+            Ok(SessionContext::remote_with_state(&cluster.url, state).await?)
+        }
+    }
+}
+
+/// Runs a plan whose root writes `table`; returns the files written.
+pub async fn write(
+    engine: &Engine,
+    ctx: &SessionContext,
+    table: &TableRef,
+    plan: LogicalPlan,
+) -> Result<Vec<WrittenFile>> {
+    written_files(table, &collect(engine, ctx, plan).await?)
+}
+
+/// Runs a plan and returns its rows. On a cluster, a run that fails for a reason that can pass
+/// is run again, up to `max_attempts` runs; files of a failed run are left for
+/// `remove-orphans`, as nothing references them. In-process a plan runs once: the caller (the
+/// CLI's exit code, the scheduler's retry) decides with the same [`Error::retryable`].
+pub async fn collect(
+    engine: &Engine,
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+) -> Result<Vec<RecordBatch>> {
+    let attempts = match engine {
+        Engine::InProcess => 1,
+        Engine::Cluster(c) => c.max_attempts,
+    };
+    let mut attempt = 1;
+    loop {
+        let result = match engine {
+            Engine::InProcess => run(ctx, plan.clone()).await,
+            Engine::Cluster(cluster) => run_watched(ctx, plan.clone(), cluster, attempt).await,
+        };
+        match result {
+            Ok(batches) => return Ok(batches),
+            Err(e) if attempt < attempts && e.retryable() => {
+                tracing::warn!(attempt, error = %e, "cluster run failed; running it again");
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs a plan. Failures keep their kind whichever way the plan ran: our own errors come back
+/// out of DataFusion's wrapping ([`Error::from_datafusion`]), so an internal failure in a task
+/// is internal in-process and on a cluster alike.
+async fn run(ctx: &SessionContext, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+    async { ctx.execute_logical_plan(plan).await?.collect().await }
+        .await
+        .map_err(Error::from_datafusion)
+}
+
+/// Runs a plan on the cluster while watching its executors. Ballista 53 does not always finish
+/// a job that lost an executor: it resets the lost tasks but may never run them again, and the
+/// job hangs. So when an executor that was there at the start disappears (the scheduler drops
+/// it after `executor_timeout_secs` without a heartbeat), the job is cancelled and reported as
+/// a retryable failure, and the caller runs it again on the executors left.
+async fn run_watched(
+    ctx: &SessionContext,
+    plan: LogicalPlan,
+    cluster: &ClusterSettings,
+    attempt: u32,
+) -> Result<Vec<RecordBatch>> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let name = format!("cryptolake-{}-{nanos}-{attempt}", std::process::id());
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .options_mut()
+        .set(ballista_core::config::BALLISTA_JOB_NAME, &name)?;
+    let before = rest::executor_ids(cluster).await?;
+    let job = run(ctx, plan);
+    tokio::pin!(job);
+    loop {
+        // The poll runs beside the job: a slow REST API never delays the job's own result.
+        let lost = tokio::select! {
+            result = &mut job => return result,
+            lost = lost_executor(cluster, &before) => lost,
+        };
+        let Some(lost) = lost else {
+            continue;
+        };
+        tracing::warn!(executor = %lost, job = %name, "an executor was lost mid-job; cancelling the job");
+        if let Err(e) = rest::cancel_job(cluster, &name).await {
+            tracing::warn!(error = %e, "could not cancel the job");
+        }
+        // Let the client see the cancellation, but never wait on a job that hangs.
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut job).await;
+        return Err(Error::Cluster(format!(
+            "executor {lost} was lost during job {name}"
+        )));
+    }
+}
+
+/// After a second, an executor of `before` the scheduler no longer has. A failed poll says
+/// nothing about the executors: the job's own result will tell.
+async fn lost_executor(
+    cluster: &ClusterSettings,
+    before: &std::collections::BTreeSet<String>,
+) -> Option<String> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let now = rest::executor_ids(cluster).await.ok()?;
+    before.difference(&now).next().cloned()
+}

@@ -1,0 +1,407 @@
+//! `gold`: candles, market snapshots and trader positions, recomputed only for the keys new
+//! silver rows touch, replacing the old rows of those keys in one overwrite snapshot.
+//!
+//! Each gold table keeps a bookmark per silver table it reads (summary key
+//! `cryptolake.bookmark.gold.<silver table>`). A run reads the silver files appended since the
+//! bookmark, derives the touched keys (for example `(symbol, minute)`), recomputes those keys
+//! from every silver row of their partitions, and rewrites the gold partitions they fall in:
+//! old rows of untouched keys are copied, old rows of touched keys are replaced. The old files
+//! leave and the new ones arrive in one snapshot, so re-running never duplicates a candle.
+
+pub mod outputs;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType};
+use chrono::{DateTime, Datelike};
+use cryptolake_catalog::SnapshotCommit;
+use cryptolake_catalog::commit::bookmarks_unchanged;
+use datafusion::logical_expr::Expr;
+use datafusion::prelude::{SessionContext, ident};
+use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
+use iceberg::table::Table;
+use serde::Serialize;
+
+use self::outputs::{GoldOutput, GoldPartition, SilverTable};
+use crate::engine;
+use crate::iceberg::TableRef;
+use crate::iceberg::scan;
+use crate::job::context::JobContext;
+use crate::job::fault::maybe_crash;
+use crate::job::summary::{RunSummary, TableRun};
+use crate::physical_plan::IcebergProvider;
+use crate::physical_plan::{TableWriteNode, WrittenFile};
+use crate::{Error, Result};
+
+const JOB: &str = "gold";
+const DAY_US: i64 = 86_400_000_000;
+
+/// The bookmark key a gold table keeps for a silver table.
+pub fn bookmark_key(input: SilverTable) -> String {
+    let name = match input {
+        SilverTable::Quotes => "silver.quotes",
+        SilverTable::Trades => "silver.trades",
+    };
+    crate::bookmarks::gold_key(name)
+}
+
+/// New silver data for one gold table.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldInput {
+    pub silver: SilverTable,
+    pub bookmark: Option<i64>,
+    pub through_snapshot: i64,
+    pub new_files: usize,
+    pub new_records: u64,
+    #[serde(skip)]
+    files: Vec<DataFile>,
+}
+
+/// What one gold table will recompute.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldTablePlan {
+    pub table: String,
+    pub inputs: Vec<GoldInput>,
+    #[serde(skip)]
+    output: Option<GoldOutput>,
+}
+
+/// The plan of a gold run.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldPlan {
+    pub tables: Vec<GoldTablePlan>,
+}
+
+/// Builder for a gold run.
+#[derive(Debug, Clone)]
+pub struct Gold {
+    ctx: JobContext,
+}
+
+impl Gold {
+    pub fn new(ctx: JobContext) -> Self {
+        Self { ctx }
+    }
+
+    /// Finds the silver snapshots each gold table has not consumed. Writes nothing.
+    async fn plan_impl(&self) -> Result<GoldPlan> {
+        let mut silver = BTreeMap::new();
+        for s in [SilverTable::Quotes, SilverTable::Trades] {
+            silver.insert(s, self.ctx.lake.table_if_exists(&s.layout().ident()).await?);
+        }
+        let mut tables = Vec::new();
+        for output in outputs::all() {
+            let gold = self
+                .ctx
+                .lake
+                .table_if_exists(&output.layout.ident())
+                .await?;
+            let mut inputs = Vec::new();
+            for &input in output.inputs {
+                let Some(table) = &silver[&input] else {
+                    continue;
+                };
+                let Some(current) = table.metadata().current_snapshot_id() else {
+                    continue;
+                };
+                let bookmark = match &gold {
+                    Some(g) => crate::bookmarks::snapshot_bookmark(g, &bookmark_key(input))?,
+                    None => None,
+                };
+                if bookmark == Some(current) {
+                    continue;
+                }
+                let appended = scan::appended_since(table, bookmark).await?;
+                if appended.is_empty() {
+                    // Only `replace` snapshots (compaction) since the bookmark: nothing new.
+                    continue;
+                }
+                let files: Vec<DataFile> = appended.into_iter().flat_map(|a| a.files).collect();
+                inputs.push(GoldInput {
+                    silver: input,
+                    bookmark,
+                    through_snapshot: current,
+                    new_files: files.len(),
+                    new_records: files.iter().map(|f| f.record_count()).sum(),
+                    files,
+                });
+            }
+            if !inputs.is_empty() {
+                tables.push(GoldTablePlan {
+                    table: output.layout.ident().to_string(),
+                    inputs,
+                    output: Some(output),
+                });
+            }
+        }
+        Ok(GoldPlan { tables })
+    }
+
+    /// Recomputes and commits every planned gold table.
+    async fn execute_impl(&self, plan: GoldPlan) -> Result<RunSummary> {
+        let started = Instant::now();
+        let mut summary = RunSummary::new(JOB);
+        self.ctx
+            .progress
+            .start("gold: tables", plan.tables.len() as u64);
+        for table_plan in plan.tables {
+            let run = self.build(&table_plan).await?;
+            summary.tables.insert(table_plan.table.clone(), run);
+            self.ctx.progress.advance(1);
+        }
+        Ok(summary.finish(started.elapsed()))
+    }
+
+    async fn build(&self, plan: &GoldTablePlan) -> Result<TableRun> {
+        let output = plan
+            .output
+            .as_ref()
+            .ok_or_else(|| Error::Internal("plan without output".into()))?;
+        let gold = self.ctx.lake.ensure_table(&output.layout).await?;
+        let df = engine::session(&self.ctx).await?;
+        let mut silver_tables = BTreeMap::new();
+        for s in [SilverTable::Quotes, SilverTable::Trades] {
+            let table = self.ctx.lake.ensure_table(&s.layout()).await?;
+            let new = plan
+                .inputs
+                .iter()
+                .find(|i| i.silver == s)
+                .map(|i| i.files.clone())
+                .unwrap_or_default();
+            df.register_table(
+                s.new_view(),
+                Arc::new(IcebergProvider::with_files(table.clone(), new)?),
+            )?;
+            silver_tables.insert(s, table);
+        }
+        // The touched keys come to the driver to choose the silver and gold files to read; the
+        // plan below reads them as a view (it travels to a cluster, a table of rows would not).
+        let touched = df.sql(&output.touched_sql).await?;
+        df.register_table("t", touched.clone().into_view())?;
+        let touched =
+            engine::collect(&self.ctx.engine, &df, touched.into_unoptimized_plan()).await?;
+        let days = days_of(&touched, output.time_column)?;
+        let symbols = if output.by_symbol {
+            Some(strings_of(&touched, "symbol")?)
+        } else {
+            None
+        };
+        let mut run = TableRun::default();
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        if !days.is_empty() {
+            for (s, table) in &silver_tables {
+                let files = files_in(table, &days, symbols.as_ref(), GoldPartition::Day).await?;
+                run.rows_in += files.iter().map(|f| f.record_count()).sum::<u64>();
+                df.register_table(
+                    s.view(),
+                    Arc::new(IcebergProvider::with_files(table.clone(), files)?),
+                )?;
+            }
+            let old = files_in(&gold, &days, None, output.partition).await?;
+            df.register_table(
+                "old",
+                Arc::new(IcebergProvider::with_files(gold.clone(), old.clone())?),
+            )?;
+            let written = self.rewrite(&df, &gold, output).await?;
+            run.writers = written.iter().map(|w| w.writer.clone()).collect();
+            added = written.into_iter().map(|w| w.file).collect::<Vec<_>>();
+            run.rows_out = added.iter().map(|f| f.record_count()).sum();
+            run.files_written = added.len() as u64;
+            run.bytes_written = added.iter().map(|f| f.file_size_in_bytes()).sum();
+            run.files_removed = old.len() as u64;
+            removed = old.iter().map(|f| f.file_path().to_string()).collect();
+        }
+        maybe_crash(JOB, "after-write");
+        let commit = self.commit(&gold, plan, added, removed);
+        let outcome = self.ctx.lake.commit(&commit).await?;
+        tracing::info!(
+            table = %gold.identifier(),
+            rows = run.rows_out,
+            files_removed = run.files_removed,
+            snapshot = outcome.snapshot_id,
+            "gold committed"
+        );
+        run.snapshot_id = Some(outcome.snapshot_id);
+        run.commit_attempts = outcome.attempts;
+        Ok(run)
+    }
+
+    /// One plan that writes the recomputed rows of the touched keys and the old rows of the
+    /// untouched ones (views `t`, `quotes`, `trades` and `old` registered in `df`). The rows
+    /// meet in one write task, so a run leaves one file per gold partition, as before.
+    async fn rewrite(
+        &self,
+        df: &SessionContext,
+        gold: &Table,
+        output: &GoldOutput,
+    ) -> Result<Vec<WrittenFile>> {
+        let new_rows = df.sql(&output.compute_sql).await?;
+        // The old rows under the new rows' column order and types, so the two can be unioned.
+        let columns: Vec<Expr> = new_rows
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                datafusion::logical_expr::cast(ident(f.name()), f.data_type().clone())
+                    .alias(f.name())
+            })
+            .collect();
+        let kept = df.sql(&anti_join_sql(output.keys)).await?.select(columns)?;
+        let rows = new_rows.union(kept)?.into_unoptimized_plan();
+        let table_ref = Arc::new(TableRef::of(gold));
+        let write =
+            TableWriteNode::new(rows, table_ref.clone(), self.ctx.settings.target_file_size)
+                .single_task(true);
+        engine::write(&self.ctx.engine, df, &table_ref, write.into_plan()).await
+    }
+
+    fn commit(
+        &self,
+        gold: &Table,
+        plan: &GoldTablePlan,
+        added: Vec<DataFile>,
+        removed: Vec<String>,
+    ) -> SnapshotCommit {
+        let expected: Vec<(String, Option<i64>)> = plan
+            .inputs
+            .iter()
+            .map(|i| (bookmark_key(i.silver), i.bookmark))
+            .collect();
+        let requirement = bookmarks_unchanged(expected);
+        let ident = gold.identifier().clone();
+        let mut commit = if removed.is_empty() {
+            SnapshotCommit::append(ident)
+        } else {
+            SnapshotCommit::overwrite(ident)
+        }
+        .add_files(added)
+        .remove_files(removed)
+        .set_property(crate::bookmarks::JOB_PROPERTY, JOB)
+        .require(requirement);
+        for input in &plan.inputs {
+            commit = commit.set_property(
+                bookmark_key(input.silver),
+                input.through_snapshot.to_string(),
+            );
+        }
+        commit
+    }
+}
+
+/// The old rows whose keys were not touched.
+fn anti_join_sql(keys: &[&str]) -> String {
+    let on: Vec<String> = keys.iter().map(|k| format!("t.{k} = o.{k}")).collect();
+    format!(
+        "SELECT o.* FROM old o WHERE NOT EXISTS (SELECT 1 FROM t WHERE {})",
+        on.join(" AND ")
+    )
+}
+
+/// Day numbers (since 1970-01-01) of a timestamp or date column.
+fn days_of(batches: &[RecordBatch], column: &str) -> Result<HashSet<i32>> {
+    let mut days = HashSet::new();
+    for b in batches {
+        let Some(c) = b.column_by_name(column) else {
+            continue;
+        };
+        match c.data_type() {
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                let a = c.as_primitive::<TimestampMicrosecondType>();
+                days.extend(a.iter().flatten().map(|us| us.div_euclid(DAY_US) as i32));
+            }
+            DataType::Timestamp(_, _) => {
+                let c = cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+                let a = c.as_primitive::<TimestampMicrosecondType>();
+                days.extend(a.iter().flatten().map(|us| us.div_euclid(DAY_US) as i32));
+            }
+            DataType::Date32 => days.extend(c.as_primitive::<Date32Type>().iter().flatten()),
+            other => return Err(Error::Internal(format!("{column} is {other}, not a time"))),
+        }
+    }
+    Ok(days)
+}
+
+fn strings_of(batches: &[RecordBatch], column: &str) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for b in batches {
+        let c = b
+            .column_by_name(column)
+            .ok_or_else(|| Error::Internal(format!("touched keys lack {column}")))?;
+        let c = cast(c, &DataType::Utf8)?;
+        out.extend(c.as_string::<i32>().iter().flatten().map(str::to_string));
+    }
+    Ok(out)
+}
+
+/// Month ordinal (months since 1970-01) of a day number, as Iceberg's month transform gives.
+fn month_of(day: i32) -> i32 {
+    let d = DateTime::from_timestamp(i64::from(day) * 86_400, 0).unwrap_or_default();
+    (d.year() - 1970) * 12 + d.month0() as i32
+}
+
+/// Live files whose partition (optional symbol first, then a day or month value) matches.
+async fn files_in(
+    table: &Table,
+    days: &HashSet<i32>,
+    symbols: Option<&HashSet<String>>,
+    partition: GoldPartition,
+) -> Result<Vec<DataFile>> {
+    let wanted: HashSet<i32> = match partition {
+        GoldPartition::Day => days.clone(),
+        GoldPartition::Month => days.iter().map(|d| month_of(*d)).collect(),
+    };
+    let mut out = Vec::new();
+    for f in scan::live_data_files(table).await? {
+        let mut symbol = None;
+        let mut time = None;
+        for value in f.partition().iter().flatten() {
+            match value {
+                Literal::Primitive(PrimitiveLiteral::String(s)) => symbol = Some(s.clone()),
+                Literal::Primitive(PrimitiveLiteral::Int(i)) => time = Some(i),
+                _ => {}
+            }
+        }
+        let time_ok = time.is_none_or(|t| wanted.contains(t));
+        let symbol_ok = match (symbols, symbol) {
+            (Some(set), Some(s)) => set.contains(&s),
+            _ => true,
+        };
+        if time_ok && symbol_ok {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+impl crate::Job for Gold {
+    type Plan = GoldPlan;
+    const NAME: &'static str = "gold";
+
+    async fn plan(&self) -> Result<GoldPlan> {
+        self.plan_impl().await
+    }
+
+    async fn execute(&self, plan: GoldPlan) -> Result<RunSummary> {
+        self.execute_impl(plan).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_follow_icebergs_month_transform() {
+        assert_eq!(month_of(0), 0);
+        assert_eq!(month_of(20_454), (2026 - 1970) * 12); // 2026-01-01
+        assert_eq!(month_of(20_454 + 31), (2026 - 1970) * 12 + 1);
+        assert_eq!(
+            anti_join_sql(&["a", "b"]),
+            "SELECT o.* FROM old o WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.a = o.a AND t.b = o.b)"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The data jobs, bronze → silver → gold: each a builder with a pure `plan()` and an
+//! `execute()` that builds one DataFusion plan, runs it on the engine and commits on the
+//! driver with the job's bookmarks.
+
+pub mod gold;
+pub mod ingest_files;
+pub mod ingest_kafka;
+pub mod silver;
