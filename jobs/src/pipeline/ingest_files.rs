@@ -145,7 +145,7 @@ async fn write_source(
     table: &iceberg::table::Table,
     ingest_us: i64,
 ) -> Result<Written> {
-    let session = engine::session(&ctx).await?;
+    let session = engine::session(ctx).await?;
     let tasks = session.state().config().target_partitions();
     let scan = LandingScan {
         source: plan.source.clone(),

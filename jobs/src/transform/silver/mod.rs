@@ -2,8 +2,8 @@
 //! records ([`parse`], [`normalize`]), the wide rows stage one emits ([`stage`]), the
 //! deduplication fingerprints ([`dedup`]) and the sink that writes the three tables.
 
-pub mod batches;
-pub mod dedup;
+mod batches;
+mod dedup;
 pub mod normalize;
 pub mod parse;
 pub mod stage;
