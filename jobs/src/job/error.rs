@@ -94,8 +94,11 @@ pub enum Error {
     Iceberg(#[from] iceberg::Error),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+    /// DataFusion's own failure (planning, execution). Converting a `DataFusionError` takes
+    /// our own error back out of it first ([`Error::from_datafusion`]), so a node's error that
+    /// passes through another node (a write reading a failed scan) is never nested.
     #[error("datafusion: {0}")]
-    DataFusion(#[from] DataFusionError),
+    DataFusion(DataFusionError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -147,6 +150,12 @@ pub enum Error {
     /// text, which carries the kind.
     #[error("{message}")]
     Remote { kind: ErrorKind, message: String },
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        Error::from_datafusion(e)
+    }
 }
 
 /// How a task's error names its kind in the text Ballista sends back:
@@ -413,5 +422,9 @@ mod tests {
         // The same text in-process is DataFusion's own execution error.
         let local = Error::from_datafusion(DataFusionError::Execution("boom".into()));
         assert_eq!(local.kind(), ErrorKind::Internal);
+        // A node's error read by another node (a write over a failed scan) is not nested.
+        let read_by_write: Error = ours().into_datafusion().into();
+        let rewrapped = Error::from_datafusion(read_by_write.into_datafusion());
+        assert!(matches!(rewrapped, Error::Internal(_)), "{rewrapped:?}");
     }
 }
