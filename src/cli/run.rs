@@ -64,7 +64,7 @@ pub struct RunArgs {
     pub job: RunJob,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum RunJob {
     /// New landing files → bronze.<source>.
     IngestFiles(CommonArgs),
@@ -238,7 +238,7 @@ pub struct TableArgs {
 }
 
 /// Every job's settings for one `run`, the flags its job does not take at their defaults.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct RunOptions {
     common: CommonArgs,
     silver: SilverArgs,
@@ -250,103 +250,140 @@ struct RunOptions {
     tables: TableArgs,
 }
 
+impl Default for CompactArgs {
+    fn default() -> Self {
+        Self {
+            min_input_files: 5,
+            filter: None,
+            partial_progress: false,
+        }
+    }
+}
+
+impl Default for ManifestArgs {
+    fn default() -> Self {
+        Self { min_manifests: 10 }
+    }
+}
+
+impl Default for RetainArgs {
+    fn default() -> Self {
+        Self { retain_last: 1 }
+    }
+}
+
 impl RunJob {
-    /// The job named and every job's settings.
+    /// The job named and every job's settings (the flags it does not take at their defaults,
+    /// which are clap's defaults too).
     fn options(&self) -> (JobName, RunOptions) {
-        let mut o = RunOptions {
-            common: CommonArgs::default(),
-            silver: SilverArgs::default(),
-            kafka: KafkaArgs::default(),
-            compact: CompactArgs {
-                min_input_files: 5,
-                filter: None,
-                partial_progress: false,
-            },
-            manifests: ManifestArgs { min_manifests: 10 },
-            age: AgeArgs::default(),
-            retain: RetainArgs { retain_last: 1 },
-            tables: TableArgs::default(),
-        };
-        let name = match self {
-            RunJob::IngestFiles(c) | RunJob::Gold(c) => {
-                o.common = c.clone();
-                match self {
-                    RunJob::IngestFiles(_) => JobName::IngestFiles,
-                    _ => JobName::Gold,
-                }
-            }
-            RunJob::IngestKafka { common, kafka } => {
-                (o.common, o.kafka) = (common.clone(), kafka.clone());
-                JobName::IngestKafka
-            }
-            RunJob::Silver { common, silver } => {
-                (o.common, o.silver) = (common.clone(), silver.clone());
-                JobName::Silver
-            }
-            RunJob::All {
+        use RunJob as R;
+        let d = RunOptions::default;
+        match self.clone() {
+            R::IngestFiles(common) => (JobName::IngestFiles, RunOptions { common, ..d() }),
+            R::Gold(common) => (JobName::Gold, RunOptions { common, ..d() }),
+            R::IngestKafka { common, kafka } => (
+                JobName::IngestKafka,
+                RunOptions {
+                    common,
+                    kafka,
+                    ..d()
+                },
+            ),
+            R::Silver { common, silver } => (
+                JobName::Silver,
+                RunOptions {
+                    common,
+                    silver,
+                    ..d()
+                },
+            ),
+            R::All {
                 common,
                 silver,
                 kafka,
             } => {
-                (o.common, o.silver, o.kafka) = (common.clone(), silver.clone(), kafka.clone());
-                JobName::All
-            }
-            RunJob::Compact {
-                common,
-                compact,
-                tables,
-            } => {
-                (o.common, o.compact, o.tables) = (common.clone(), compact.clone(), tables.clone());
-                JobName::Compact
-            }
-            RunJob::RewriteManifests {
-                common,
-                manifests,
-                tables,
-            } => {
-                (o.common, o.manifests, o.tables) =
-                    (common.clone(), manifests.clone(), tables.clone());
-                JobName::RewriteManifests
-            }
-            RunJob::RemoveOrphans {
-                common,
-                age,
-                tables,
-            } => {
-                (o.common, o.age, o.tables) = (common.clone(), age.clone(), tables.clone());
-                JobName::RemoveOrphans
-            }
-            RunJob::ExpireSnapshots {
-                common,
-                age,
-                retain,
-                tables,
-            } => {
-                (o.common, o.age, o.retain, o.tables) =
-                    (common.clone(), age.clone(), retain.clone(), tables.clone());
-                JobName::ExpireSnapshots
-            }
-            RunJob::Maintain {
-                common,
-                compact,
-                manifests,
-                age,
-                retain,
-                tables,
-            } => {
-                o = RunOptions {
-                    common: common.clone(),
-                    compact: compact.clone(),
-                    manifests: manifests.clone(),
-                    age: age.clone(),
-                    retain: retain.clone(),
-                    tables: tables.clone(),
-                    ..o
+                let o = RunOptions {
+                    common,
+                    silver,
+                    kafka,
+                    ..d()
                 };
-                JobName::Maintain
+                (JobName::All, o)
             }
-        };
-        (name, o)
+            R::Compact {
+                common,
+                compact,
+                tables,
+            } => {
+                let o = RunOptions {
+                    common,
+                    compact,
+                    tables,
+                    ..d()
+                };
+                (JobName::Compact, o)
+            }
+            R::RewriteManifests {
+                common,
+                manifests,
+                tables,
+            } => {
+                let o = RunOptions {
+                    common,
+                    manifests,
+                    tables,
+                    ..d()
+                };
+                (JobName::RewriteManifests, o)
+            }
+            R::RemoveOrphans {
+                common,
+                age,
+                tables,
+            } => {
+                let o = RunOptions {
+                    common,
+                    age,
+                    tables,
+                    ..d()
+                };
+                (JobName::RemoveOrphans, o)
+            }
+            R::ExpireSnapshots {
+                common,
+                age,
+                retain,
+                tables,
+            } => {
+                let o = RunOptions {
+                    common,
+                    age,
+                    retain,
+                    tables,
+                    ..d()
+                };
+                (JobName::ExpireSnapshots, o)
+            }
+            R::Maintain {
+                common,
+                compact,
+                manifests,
+                age,
+                retain,
+                tables,
+            } => {
+                let o = RunOptions {
+                    common,
+                    compact,
+                    manifests,
+                    age,
+                    retain,
+                    tables,
+                    ..d()
+                };
+                (JobName::Maintain, o)
+            }
+        }
     }
 }
 

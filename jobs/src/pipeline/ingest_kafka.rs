@@ -24,7 +24,9 @@ use crate::iceberg::writer::arrow_schema;
 use crate::job::context::JobContext;
 use crate::job::fault::maybe_crash;
 use crate::job::summary::{RunSummary, SourceCounts, TableRun};
-use crate::physical_plan::{SourceNode, SourceSpec, TableWriteNode, records_read_total};
+use crate::physical_plan::{
+    SourceNode, SourceSpec, TableWriteNode, WrittenFile, records_read_total,
+};
 use crate::sources::kafka::{self, OffsetRange, TopicScan};
 use crate::sources::kafka_config::{KafkaConfig, OnMissingOffsets, TopicConfig};
 use crate::{Error, Result};
@@ -218,15 +220,14 @@ impl IngestKafka {
     }
 
     /// Reads one topic's ranges into its bronze table and commits rows and offsets together.
-    async fn ingest_topic(
+    /// The scan of the plan's non-empty partition ranges.
+    fn topic_scan(
         &self,
         plan: &TopicPlan,
+        table: &iceberg::table::Table,
         ingest_us: i64,
-    ) -> Result<(SourceCounts, TableRun)> {
-        let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
-        let layout = layout::kafka_bronze(ident.name(), &plan.format)?;
-        let table = self.ctx.lake.ensure_table(&layout).await?;
-        let scan = TopicScan {
+    ) -> Result<TopicScan> {
+        Ok(TopicScan {
             config: self.kafka.as_ref().clone(),
             topic: plan.topic.clone(),
             format: plan.format.clone(),
@@ -240,10 +241,21 @@ impl IngestKafka {
                     end: p.end,
                 })
                 .collect(),
-            schema: arrow_schema(&table)?,
+            schema: arrow_schema(table)?,
             ingest_us,
             batch_size: self.ctx.settings.batch_size,
-        };
+        })
+    }
+
+    async fn ingest_topic(
+        &self,
+        plan: &TopicPlan,
+        ingest_us: i64,
+    ) -> Result<(SourceCounts, TableRun)> {
+        let ident = cryptolake_catalog::lake::parse_ident(&plan.table)?;
+        let layout = layout::kafka_bronze(ident.name(), &plan.format)?;
+        let table = self.ctx.lake.ensure_table(&layout).await?;
+        let scan = self.topic_scan(plan, &table, ingest_us)?;
         // One task per Kafka partition, each writing its own data files.
         let session = engine::session(&self.ctx).await?;
         let table_ref = TableRef::of(&table);
@@ -254,17 +266,7 @@ impl IngestKafka {
         );
         let written =
             engine::write(&self.ctx.engine, &session, &table_ref, write.into_plan()).await?;
-        // Every message is at least one row, so a write that wrote files read messages.
-        let messages = match records_read_total(&written) {
-            Some(n) => n,
-            None if written.is_empty() => 0,
-            None => {
-                return Err(Error::Internal(format!(
-                    "{}: the write did not report the messages it read: refusing to commit",
-                    plan.topic
-                )));
-            }
-        };
+        let messages = messages_read(&plan.topic, &written)?;
         self.ctx.progress.advance(messages);
         let rows: u64 = written.iter().map(|w| w.file.record_count()).sum();
         let writers: std::collections::BTreeSet<String> =
@@ -317,6 +319,18 @@ impl IngestKafka {
             ..Default::default()
         };
         Ok((counts, run))
+    }
+}
+
+/// The messages a write's tasks read. Every message is at least one row, so a write that wrote
+/// files read messages: one that does not say how many is refused, never counted as 0.
+fn messages_read(topic: &str, written: &[WrittenFile]) -> Result<u64> {
+    match records_read_total(written) {
+        Some(n) => Ok(n),
+        None if written.is_empty() => Ok(0),
+        None => Err(Error::Internal(format!(
+            "{topic}: the write did not report the messages it read: refusing to commit"
+        ))),
     }
 }
 
