@@ -122,7 +122,7 @@ pub async fn collect(
     let mut attempt = 1;
     loop {
         let result = match engine {
-            Engine::InProcess => run(ctx, plan.clone()).await,
+            Engine::InProcess => run(ctx, plan.clone(), false).await,
             Engine::Cluster(cluster) => run_watched(ctx, plan.clone(), cluster, attempt).await,
         };
         match result {
@@ -137,12 +137,19 @@ pub async fn collect(
 }
 
 /// Runs a plan. Failures keep their kind whichever way the plan ran: our own errors come back
-/// out of DataFusion's wrapping ([`Error::from_datafusion`]), so an internal failure in a task
-/// is internal in-process and on a cluster alike.
-async fn run(ctx: &SessionContext, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+/// out of DataFusion's wrapping, so an internal failure in a task is internal in-process and
+/// on a cluster alike; on a cluster, Ballista's own failures of the job (a lost executor, a
+/// failed fetch, a cancelled job) carry no kind of ours and are transient
+/// ([`Error::from_cluster`]).
+async fn run(ctx: &SessionContext, plan: LogicalPlan, cluster: bool) -> Result<Vec<RecordBatch>> {
+    let unwrap = if cluster {
+        Error::from_cluster
+    } else {
+        Error::from_datafusion
+    };
     async { ctx.execute_logical_plan(plan).await?.collect().await }
         .await
-        .map_err(Error::from_datafusion)
+        .map_err(unwrap)
 }
 
 /// Runs a plan on the cluster while watching its executors. Ballista 53 does not always finish
@@ -166,7 +173,7 @@ async fn run_watched(
         .options_mut()
         .set(ballista_core::config::BALLISTA_JOB_NAME, &name)?;
     let before = rest::executor_ids(cluster).await?;
-    let job = run(ctx, plan);
+    let job = run(ctx, plan, true);
     tokio::pin!(job);
     loop {
         // The poll runs beside the job: a slow REST API never delays the job's own result.

@@ -42,6 +42,49 @@ macro_rules! keyed_node_identity {
 }
 pub(crate) use keyed_node_identity;
 
+/// The `ExecutionPlan` methods every node of ours answers the same way: its name, itself as
+/// `Any`, its `properties` field, and its children: none for a leaf (`leaf`, which also keeps
+/// itself when given new children), else its `input` field (`input`). Used inside
+/// `impl ExecutionPlan for ...`.
+macro_rules! exec_node_common {
+    ($name:literal, leaf) => {
+        $crate::physical_plan::common::exec_node_common!($name);
+
+        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            Vec::new()
+        }
+
+        fn with_new_children(
+            self: std::sync::Arc<Self>,
+            _children: Vec<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+        ) -> datafusion::common::Result<std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>>
+        {
+            Ok(self)
+        }
+    };
+    ($name:literal, input) => {
+        $crate::physical_plan::common::exec_node_common!($name);
+
+        fn children(&self) -> Vec<&std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+            vec![&self.input]
+        }
+    };
+    ($name:literal) => {
+        fn name(&self) -> &str {
+            $name
+        }
+
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+
+        fn properties(&self) -> &std::sync::Arc<datafusion::physical_plan::PlanProperties> {
+            &self.properties
+        }
+    };
+}
+pub(crate) use exec_node_common;
+
 /// Our error inside DataFusion's, with its kind; [`Error::from_datafusion`] takes it out
 /// again, in-process or from a cluster.
 pub fn df_err(e: Error) -> DataFusionError {

@@ -270,28 +270,7 @@ impl DisplayAs for IcebergScanExec {
 }
 
 impl ExecutionPlan for IcebergScanExec {
-    fn name(&self) -> &str {
-        "IcebergScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::physical_plan::common::exec_node_common!("IcebergScanExec", leaf);
 
     fn execute(
         &self,

@@ -3,7 +3,6 @@
 //! [`crate::sources::kafka::PartitionReader`]. Each task counts its messages in the
 //! [`RECORDS_READ`](super::common::RECORDS_READ) metric.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -58,28 +57,7 @@ impl DisplayAs for KafkaScanExec {
 }
 
 impl ExecutionPlan for KafkaScanExec {
-    fn name(&self) -> &str {
-        "KafkaScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::physical_plan::common::exec_node_common!("KafkaScanExec", leaf);
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())

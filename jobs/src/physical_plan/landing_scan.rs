@@ -3,7 +3,6 @@
 //! task counts its records in the
 //! [`RECORDS_READ`](super::common::RECORDS_READ) metric.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -60,28 +59,7 @@ impl DisplayAs for LandingScanExec {
 }
 
 impl ExecutionPlan for LandingScanExec {
-    fn name(&self) -> &str {
-        "LandingScanExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::physical_plan::common::exec_node_common!("LandingScanExec", leaf);
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())

@@ -2,7 +2,6 @@
 //! bronze scan partition (a group of bronze files) into wide rows: quotes, trades or
 //! quarantine records with their dedup fingerprint and shuffle key.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
@@ -108,21 +107,7 @@ impl DisplayAs for SilverNormalizeExec {
 }
 
 impl ExecutionPlan for SilverNormalizeExec {
-    fn name(&self) -> &str {
-        "SilverNormalizeExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
+    crate::physical_plan::common::exec_node_common!("SilverNormalizeExec", input);
 
     // One task per bronze file group: no round-robin in front of the parse.
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {

@@ -3,7 +3,6 @@
 //! cluster) in front; each task deduplicates and writes the three silver tables and returns
 //! the files and its counts as rows, which [`sink_result`] adds up on the driver.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -163,21 +162,7 @@ impl DisplayAs for SilverSinkExec {
 }
 
 impl ExecutionPlan for SilverSinkExec {
-    fn name(&self) -> &str {
-        "SilverSinkExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
+    crate::physical_plan::common::exec_node_common!("SilverSinkExec", input);
 
     // Every row of a `(symbol, day)` partition in one task: deduplication is exact per task.
     fn required_input_distribution(&self) -> Vec<Distribution> {

@@ -4,7 +4,6 @@
 //! nothing is committed. The job's driver collects the rows ([`written_files`]) and commits
 //! once, as Spark commits on its driver.
 
-use std::any::Any;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -182,21 +181,7 @@ impl DisplayAs for TableWriteExec {
 }
 
 impl ExecutionPlan for TableWriteExec {
-    fn name(&self) -> &str {
-        "TableWriteExec"
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
+    crate::physical_plan::common::exec_node_common!("TableWriteExec", input);
 
     // Each input partition becomes one write task: no repartitioning in between, which on a
     // cluster would add a shuffle stage.
