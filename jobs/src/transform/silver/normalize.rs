@@ -144,23 +144,26 @@ pub fn normalize(source: &str, f: &impl Fields) -> Result<Normalized, String> {
                 )
             })
         }
-        "trades" => {
-            let side = match required(f, "side")?.trim().to_ascii_lowercase().as_str() {
-                "buy" => "buy",
-                "sell" => "sell",
-                other => return Err(format!("side `{other}` is neither buy nor sell")),
-            };
-            Normalized::Trade(Trade {
-                trade_id: required(f, "trade_id")?.trim().to_string(),
-                user_id: required(f, "user_id")?.trim().to_string(),
-                symbol: symbol(f, "symbol")?,
-                side,
-                quantity: positive(f, "quantity")?,
-                price: positive(f, "price")?,
-                event_us: time(f, "timestamp")?,
-            })
-        }
+        "trades" => Normalized::Trade(trade(f)?),
         other => return Err(format!("unknown source {other}")),
+    })
+}
+
+/// Normalizes one trade record.
+fn trade(f: &impl Fields) -> Result<Trade, String> {
+    let side = match required(f, "side")?.trim().to_ascii_lowercase().as_str() {
+        "buy" => "buy",
+        "sell" => "sell",
+        other => return Err(format!("side `{other}` is neither buy nor sell")),
+    };
+    Ok(Trade {
+        trade_id: required(f, "trade_id")?.trim().to_string(),
+        user_id: required(f, "user_id")?.trim().to_string(),
+        symbol: symbol(f, "symbol")?,
+        side,
+        quantity: positive(f, "quantity")?,
+        price: positive(f, "price")?,
+        event_us: time(f, "timestamp")?,
     })
 }
 
