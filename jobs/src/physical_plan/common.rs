@@ -42,6 +42,39 @@ macro_rules! keyed_node_identity {
 }
 pub(crate) use keyed_node_identity;
 
+/// The `UserDefinedLogicalNodeCore` methods every one-input logical node of ours answers the
+/// same way: its name, its `input` field, its `schema` field and no expressions. Used inside
+/// `impl UserDefinedLogicalNodeCore for ...`.
+macro_rules! logical_node_common {
+    ($name:literal) => {
+        fn name(&self) -> &str {
+            $name
+        }
+
+        fn inputs(&self) -> Vec<&datafusion::logical_expr::LogicalPlan> {
+            vec![&self.input]
+        }
+
+        fn schema(&self) -> &datafusion::common::DFSchemaRef {
+            &self.schema
+        }
+
+        fn expressions(&self) -> Vec<datafusion::logical_expr::Expr> {
+            Vec::new()
+        }
+    };
+}
+pub(crate) use logical_node_common;
+
+/// A logical node of ours as a plan.
+pub fn into_plan(
+    node: impl datafusion::logical_expr::UserDefinedLogicalNodeCore,
+) -> datafusion::logical_expr::LogicalPlan {
+    datafusion::logical_expr::LogicalPlan::Extension(datafusion::logical_expr::Extension {
+        node: Arc::new(node),
+    })
+}
+
 /// The `ExecutionPlan` methods every node of ours answers the same way: its name, itself as
 /// `Any`, its `properties` field, and its children: none for a leaf (`leaf`, which also keeps
 /// itself when given new children), else its `input` field (`input`). Used inside

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use datafusion::common::{DFSchemaRef, DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
@@ -38,30 +38,14 @@ impl SilverNormalizeNode {
     }
 
     pub fn into_plan(self) -> LogicalPlan {
-        LogicalPlan::Extension(Extension {
-            node: Arc::new(self),
-        })
+        super::common::into_plan(self)
     }
 }
 
 crate::physical_plan::common::keyed_node_identity!(SilverNormalizeNode);
 
 impl UserDefinedLogicalNodeCore for SilverNormalizeNode {
-    fn name(&self) -> &str {
-        "SilverNormalize"
-    }
-
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
-    }
-
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
+    crate::physical_plan::common::logical_node_common!("SilverNormalize");
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "SilverNormalize: source={}", self.spec.source)

@@ -11,7 +11,7 @@ use arrow::array::{Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DFSchemaRef, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNodeCore};
 use datafusion::physical_plan::execution_plan::EmissionType;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -73,9 +73,7 @@ impl TableWriteNode {
 
     /// The node as a logical plan.
     pub fn into_plan(self) -> LogicalPlan {
-        LogicalPlan::Extension(Extension {
-            node: Arc::new(self),
-        })
+        super::common::into_plan(self)
     }
 
     fn key(&self) -> (String, Option<&str>, usize, bool) {
@@ -91,21 +89,7 @@ impl TableWriteNode {
 crate::physical_plan::common::keyed_node_identity!(TableWriteNode);
 
 impl UserDefinedLogicalNodeCore for TableWriteNode {
-    fn name(&self) -> &str {
-        "TableWrite"
-    }
-
-    fn inputs(&self) -> Vec<&LogicalPlan> {
-        vec![&self.input]
-    }
-
-    fn schema(&self) -> &DFSchemaRef {
-        &self.schema
-    }
-
-    fn expressions(&self) -> Vec<Expr> {
-        Vec::new()
-    }
+    crate::physical_plan::common::logical_node_common!("TableWrite");
 
     fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "TableWrite: table={}", self.table.name())
