@@ -138,6 +138,21 @@ impl Default for CatalogConfig {
 }
 
 impl CatalogConfig {
+    /// How this catalog's S3 is reached (the warehouse's, and an S3 landing zone's): its
+    /// region, endpoint (path-style, as emulators answer) and static credentials, if any.
+    pub fn s3_settings(&self) -> crate::storage::S3Settings {
+        crate::storage::S3Settings {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            // Emulators answer path-style; AWS itself prefers virtual-hosted.
+            path_style: self.endpoint.is_some(),
+            credentials: self
+                .access_key_id
+                .clone()
+                .zip(self.secret_access_key.clone()),
+        }
+    }
+
     /// Checks that the configuration can be used.
     pub fn validate(&self) -> Result<()> {
         if self.name.trim().is_empty() {

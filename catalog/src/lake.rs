@@ -5,7 +5,7 @@ use std::sync::Arc;
 use iceberg::TableIdent;
 use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory};
 
-use crate::storage::{S3Settings, S3Storage, S3StorageFactory};
+use crate::storage::{S3Storage, S3StorageFactory};
 use iceberg::table::Table;
 
 use crate::backend::CatalogBackend;
@@ -112,16 +112,7 @@ pub fn parse_ident(name: &str) -> Result<TableIdent> {
 /// missing).
 fn warehouse_io(config: &CatalogConfig, warehouse: &str) -> Result<(FileIO, Option<S3Storage>)> {
     if warehouse.starts_with("s3://") || warehouse.starts_with("s3a://") {
-        let settings = S3Settings {
-            region: config.region.clone(),
-            endpoint: config.endpoint.clone(),
-            // Emulators answer path-style; AWS itself prefers virtual-hosted.
-            path_style: config.endpoint.is_some(),
-            credentials: config
-                .access_key_id
-                .clone()
-                .zip(config.secret_access_key.clone()),
-        };
+        let settings = config.s3_settings();
         let io = FileIOBuilder::new(Arc::new(S3StorageFactory {
             settings: settings.clone(),
         }))

@@ -61,7 +61,10 @@ impl S3Settings {
         }
     }
 
-    fn store(&self, bucket: &str) -> iceberg::Result<AmazonS3> {
+    /// A client for `bucket`: these settings over the `AWS_*` environment, credentials from
+    /// the config or else the default chain (environment, web identity, ECS container
+    /// credentials, instance metadata).
+    pub fn store(&self, bucket: &str) -> iceberg::Result<AmazonS3> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(region) = &self.region {
             builder = builder.with_region(region);

@@ -9,16 +9,17 @@
 //! | `cryptolake.bookmark.silver.<source>` | silver tables | the last bronze snapshot taken |
 //! | `cryptolake.bookmark.gold.<silver table>` | gold tables | the last silver snapshot taken |
 //! | `cryptolake.bookmark.kafka.<topic>` | Kafka bronze tables | partition → next offset (JSON) |
-//! | `cryptolake.ingest-files.files` | bronze snapshots | the landing files taken (JSON array) |
+//! | `cryptolake.ingest-files.files` | bronze snapshots | the landing files taken (JSON array of `{"path","version"}`; a bare path from before versions) |
 //! | `cryptolake.ingest-files.expired-taken` | bronze table property | a file listing the landing files expired snapshots took |
 //!
 //! Keys under `cryptolake.bookmark.` are carried forward by every commit (the catalog's commit
 //! layer), so a compaction never loses a job's position.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use iceberg::spec::{Snapshot, TableMetadata};
 use iceberg::table::Table;
+use serde::{Deserialize, Serialize};
 
 pub use cryptolake_catalog::commit::BOOKMARK_PREFIX;
 
@@ -94,9 +95,82 @@ pub fn kafka_offsets(table: &Table, topic: &str) -> Result<(BTreeMap<i32, i64>, 
     Ok((offsets, Some(text.clone())))
 }
 
+/// One landing file a snapshot took: its path relative to `<landing>/<source>/` and the
+/// version it had (a local file's size and modification time, an object's ETag).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TakenFile {
+    /// Taken before versions were recorded: the path, whatever its content.
+    Path(String),
+    Version {
+        path: String,
+        version: String,
+    },
+}
+
+impl TakenFile {
+    pub fn path(&self) -> &str {
+        match self {
+            TakenFile::Path(p) | TakenFile::Version { path: p, .. } => p,
+        }
+    }
+}
+
+/// The landing files a table has taken: per path, the versions taken (`None`: any version, a
+/// path recorded before versions were).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Taken(HashMap<String, Option<HashSet<String>>>);
+
+impl Taken {
+    pub fn insert(&mut self, file: TakenFile) {
+        match file {
+            TakenFile::Path(path) => {
+                self.0.insert(path, None);
+            }
+            TakenFile::Version { path, version } => {
+                let entry = self.0.entry(path).or_insert_with(|| Some(HashSet::new()));
+                if let Some(versions) = entry {
+                    versions.insert(version);
+                }
+            }
+        }
+    }
+
+    /// True when this version of `path` was taken.
+    pub fn contains(&self, path: &str, version: &str) -> bool {
+        match self.0.get(path) {
+            Some(None) => true,
+            Some(Some(versions)) => versions.contains(version),
+            None => false,
+        }
+    }
+
+    /// True when some version of `path` was taken.
+    pub fn contains_path(&self, path: &str) -> bool {
+        self.0.contains_key(path)
+    }
+
+    /// The greatest path taken (listing starts from its directory).
+    pub fn newest(&self) -> Option<&str> {
+        self.0.keys().max().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Extend<TakenFile> for Taken {
+    fn extend<I: IntoIterator<Item = TakenFile>>(&mut self, iter: I) {
+        for file in iter {
+            self.insert(file);
+        }
+    }
+}
+
 /// The landing files one snapshot of `table` took (`None` for a snapshot ingest-files did not
 /// write).
-pub fn files_taken(table: &str, snapshot: &Snapshot) -> Result<Option<Vec<String>>> {
+pub fn files_taken(table: &str, snapshot: &Snapshot) -> Result<Option<Vec<TakenFile>>> {
     let Some(text) = snapshot
         .summary()
         .additional_properties
@@ -115,8 +189,8 @@ pub fn files_taken(table: &str, snapshot: &Snapshot) -> Result<Option<Vec<String
 }
 
 /// The landing files the snapshots in `table`'s metadata took.
-pub fn taken_in_snapshots(table: &str, metadata: &TableMetadata) -> Result<HashSet<String>> {
-    let mut taken = HashSet::new();
+pub fn taken_in_snapshots(table: &str, metadata: &TableMetadata) -> Result<Taken> {
+    let mut taken = Taken::default();
     for snapshot in metadata.snapshots() {
         taken.extend(files_taken(table, snapshot)?.into_iter().flatten());
     }
@@ -124,7 +198,7 @@ pub fn taken_in_snapshots(table: &str, metadata: &TableMetadata) -> Result<HashS
 }
 
 /// The landing files taken by expired snapshots (empty when nothing was expired).
-pub async fn expired_taken(table: &Table) -> Result<Vec<String>> {
+pub async fn expired_taken(table: &Table) -> Result<Vec<TakenFile>> {
     let Some(path) = table.metadata().properties().get(EXPIRED_TAKEN_PROPERTY) else {
         return Ok(Vec::new());
     };
@@ -139,7 +213,7 @@ pub async fn expired_taken(table: &Table) -> Result<Vec<String>> {
 }
 
 /// Every landing file the table has taken: its snapshots' lists and the expired ones' log.
-pub async fn taken_files(table: &Table) -> Result<HashSet<String>> {
+pub async fn taken_files(table: &Table) -> Result<Taken> {
     let name = table.identifier().to_string();
     let mut taken = taken_in_snapshots(&name, table.metadata())?;
     taken.extend(expired_taken(table).await?);
@@ -165,5 +239,28 @@ mod tests {
             "cryptolake.bookmark.kafka.coinbase-trades"
         );
         assert!(!FILES_TAKEN_KEY.starts_with(BOOKMARK_PREFIX));
+    }
+
+    #[test]
+    fn a_path_taken_without_a_version_is_taken_in_every_version() {
+        let list: Vec<TakenFile> =
+            serde_json::from_str(r#"["old/a.json", {"path": "new/b.json", "version": "\"e1\""}]"#)
+                .unwrap();
+        let mut taken = Taken::default();
+        taken.extend(list);
+        assert!(taken.contains("old/a.json", "anything"));
+        assert!(taken.contains("new/b.json", "\"e1\""));
+        assert!(!taken.contains("new/b.json", "\"e2\""));
+        assert!(taken.contains_path("new/b.json"));
+        assert!(!taken.contains_path("new/c.json"));
+        assert_eq!(taken.newest(), Some("old/a.json"));
+        taken.insert(TakenFile::Path("new/b.json".into()));
+        assert!(taken.contains("new/b.json", "\"e2\""));
+        let json = serde_json::to_string(&TakenFile::Version {
+            path: "p".into(),
+            version: "v".into(),
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"path":"p","version":"v"}"#);
     }
 }

@@ -14,11 +14,13 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::sources::location::Landing;
 use crate::{Error, Result};
 
 /// Symbols with a plausible starting USD price, CoinCap id and name.
@@ -132,6 +134,34 @@ pub fn generate_messages(opts: &GenOptions) -> Result<(GenSummary, BTreeMap<Stri
 /// Writes `opts.minutes` minutes of landing files under `landing`.
 pub fn generate(landing: &Path, opts: &GenOptions) -> Result<GenSummary> {
     Ok(Gen::run(opts, landing, None)?.counts)
+}
+
+/// Writes `opts.minutes` minutes of landing files into `landing`, local or S3 (generated into
+/// a temporary directory first, then uploaded, several objects at a time).
+pub async fn generate_into(landing: &Landing, opts: &GenOptions) -> Result<GenSummary> {
+    let dir = match landing {
+        Landing::Local(dir) => return generate(dir, opts),
+        Landing::S3 { .. } => {
+            tempfile::tempdir().map_err(|e| Error::io("creating a temporary directory", e))?
+        }
+    };
+    let counts = generate(dir.path(), opts)?;
+    let mut uploads = Vec::new();
+    for source in counts.keys() {
+        for file in crate::sources::landing::list_source(dir.path(), source)? {
+            uploads.push((source.clone(), file));
+        }
+    }
+    futures::stream::iter(uploads)
+        .map(|(source, file)| async move {
+            let bytes = std::fs::read(&file.location)
+                .map_err(|e| Error::io(format!("reading {}", file.location), e))?;
+            landing.put(&source, &file.rel_path, bytes).await
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(counts)
 }
 
 /// A record to write: good JSON, a semantically bad object, or malformed text.
@@ -544,7 +574,8 @@ mod tests {
         for source in MESSAGE_SOURCES {
             let mut lines = Vec::new();
             for f in list_source(dir.path(), source).unwrap() {
-                let text = String::from_utf8(read_file(&f.path).unwrap()).unwrap();
+                let text = String::from_utf8(read_file(std::path::Path::new(&f.location)).unwrap())
+                    .unwrap();
                 lines.extend(text.lines().map(str::to_string));
             }
             assert_eq!(messages[source], lines, "{source}");
@@ -576,7 +607,7 @@ mod tests {
             let files = list_source(dir.path(), source).unwrap();
             assert_eq!(files.len() as u64, c.files, "{source}");
             for f in files {
-                let bytes = read_file(&f.path).unwrap();
+                let bytes = read_file(std::path::Path::new(&f.location)).unwrap();
                 let mut out = Vec::new();
                 for piece in split_values(&bytes) {
                     decoder.decode(&piece, &mut out);

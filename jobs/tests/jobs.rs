@@ -133,7 +133,7 @@ async fn bronze_appended_between_silver_plan_and_execute_waits_for_the_next_run(
             .into(),
         ..GenOptions::default()
     };
-    generate(&e.ctx.landing, &more).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &more).unwrap();
     ingest.execute(ingest.plan().await.unwrap()).await.unwrap();
     Silver::new(e.ctx.clone()).execute(plan).await.unwrap();
     let per_minute = 4 * 3 + 4 * 6 + 4 * 12;
@@ -174,13 +174,13 @@ fn small_target() -> CompactOptions {
 async fn an_append_landing_during_compaction_is_kept() {
     let e = env(1).await;
     run_all(&e.ctx).await;
-    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&e.ctx).await;
     let compact = Compact::new(e.ctx.clone(), small_target());
     let plan = compact.plan().await.unwrap();
     assert_eq!(plan.tables[0].groups.len(), 4);
     // New silver data lands between plan and execute.
-    generate(&e.ctx.landing, &later(2, 8)).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &later(2, 8)).unwrap();
     run_all(&e.ctx).await;
     let per_minute = 4 * 3 + 4 * 6 + 4 * 12;
     let summary = compact.execute(plan).await.unwrap();
@@ -197,7 +197,7 @@ async fn an_append_landing_during_compaction_is_kept() {
 async fn a_group_whose_files_were_rewritten_meanwhile_is_dropped() {
     let e = env(1).await;
     run_all(&e.ctx).await;
-    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&e.ctx).await;
     let stale = Compact::new(e.ctx.clone(), small_target())
         .plan()
@@ -323,7 +323,11 @@ async fn fifty_rounds_of_ingest_beside_compaction_lose_and_resurrect_nothing() {
     let mut retried = 0;
     let quotes = cryptolake_catalog::lake::parse_ident("silver.quotes").unwrap();
     for round in 1..=50u32 {
-        generate(&e.ctx.landing, &later(round, u64::from(round) + 100)).unwrap();
+        generate(
+            e.ctx.landing.as_local().unwrap(),
+            &later(round, u64::from(round) + 100),
+        )
+        .unwrap();
         let before = e.ctx.lake.load_table(&quotes).await.unwrap();
         let snapshots_before = before.metadata().snapshots().count();
         // Compaction plans on what is there, then runs beside the ingest of the new minute.
@@ -384,7 +388,7 @@ async fn fifty_rounds_of_ingest_beside_compaction_lose_and_resurrect_nothing() {
 async fn two_runs() -> Env {
     let e = env(1).await;
     run_all(&e.ctx).await;
-    generate(&e.ctx.landing, &later(1, 7)).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&e.ctx).await;
     e
 }
@@ -502,7 +506,7 @@ async fn rewrite_manifests_merges_them_and_keeps_an_append_that_lands_meanwhile(
         (2, 8, true)
     );
     // A third run lands between plan and execute: its manifest is merged in, its rows kept.
-    generate(&e.ctx.landing, &later(2, 8)).unwrap();
+    generate(e.ctx.landing.as_local().unwrap(), &later(2, 8)).unwrap();
     run_all(&e.ctx).await;
     let rows = count(&e.ctx.lake, "silver.quotes").await;
     let summary = job(2).execute(plan).await.unwrap();
@@ -541,11 +545,11 @@ async fn the_pipeline_and_maintenance_run_on_an_s3_warehouse() {
     )
     .unwrap();
     run_all(&ctx).await;
-    generate(&ctx.landing, &later(1, 7)).unwrap();
+    generate(ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&ctx).await;
     // The same rows as the same landing files give on a local warehouse.
     run_all(&local.ctx).await;
-    generate(&local.ctx.landing, &later(1, 7)).unwrap();
+    generate(local.ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&local.ctx).await;
     for table in ["bronze.coinbase_spot", "silver.quotes", "silver.trades"] {
         assert_eq!(

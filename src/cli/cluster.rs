@@ -135,9 +135,13 @@ pub async fn run(
             c.external_host = args.external_host.clone().or(c.external_host);
             c.push_scheduling &= !args.pull;
             let lake = Lake::open(&config.catalog).await?;
-            start_scheduler(&c, lake.file_io().clone())
-                .await
-                .map_err(cluster_error)
+            tokio::select! {
+                result = start_scheduler(&c, lake.file_io().clone()) => result.map_err(cluster_error),
+                signal = super::terminated() => {
+                    tracing::info!(signal, "cluster scheduler stopping");
+                    Ok(())
+                }
+            }
         }
         ClusterCommand::Executor(args) => {
             let c = executor_config(args, config)?;

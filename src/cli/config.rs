@@ -7,25 +7,74 @@ use cryptolake_catalog::CatalogConfig;
 use cryptolake_cluster::process::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
+use cryptolake_jobs::sources::location::Landing;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
 
+/// The prefix of environment variables that set any config key: `CRYPTOLAKE__CATALOG__TYPE=glue`
+/// sets `[catalog] type`, `CRYPTOLAKE__CLUSTER__EXECUTOR__CONCURRENT_TASKS=4` sets
+/// `[cluster.executor] concurrent_tasks` (what a container or pod is configured with).
+pub const ENV_PREFIX: &str = "CRYPTOLAKE__";
+
+/// Sets `table`'s keys from `CRYPTOLAKE__A__B=value` variables. A value is read as a TOML value
+/// when it is one (`4`, `true`, `["a"]`), as a string otherwise.
+fn overlay_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<(), CliError> {
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(CliError::Config(format!("{name}: an empty key")));
+        }
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(value));
+        let (last, parents) = keys.split_last().expect("at least one key");
+        let mut at = &mut *table;
+        for key in parents {
+            let entry = at
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            at = entry
+                .as_table_mut()
+                .ok_or_else(|| CliError::Config(format!("{name}: `{key}` is not a section")))?;
+        }
+        at.insert(last.clone(), parsed);
+    }
+    Ok(())
+}
+
+/// A landing location relative to `base` when it is a relative local path; URLs as they are.
+pub fn resolve_landing(base: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        return location.to_string();
+    }
+    base.join(location).to_string_lossy().into_owned()
+}
+
 /// The config file's name in a project directory.
 pub const CONFIG_FILE: &str = "cryptolake.toml";
 
-/// Landing files.
+/// Landing files: `<path>/<source>/**`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LandingConfig {
-    pub path: PathBuf,
+    /// A local directory (relative to the config file) or `s3://BUCKET/PREFIX`, reached with
+    /// the catalog's region, endpoint and the AWS default credential chain.
+    pub path: String,
 }
 
 impl Default for LandingConfig {
     fn default() -> Self {
         Self {
-            path: PathBuf::from("lake/landing"),
+            path: "lake/landing".into(),
         }
     }
 }
@@ -92,7 +141,8 @@ pub struct ClusterConfig {
 }
 
 impl Config {
-    /// Loads the file (or the defaults when there is none) and resolves its relative paths.
+    /// Loads the file (or the defaults when there is none), applies `CRYPTOLAKE__SECTION__KEY`
+    /// environment variables over it and resolves its relative paths.
     pub fn load(explicit: Option<&Path>) -> Result<Self, CliError> {
         let found = match explicit {
             Some(p) => Some(p.to_path_buf()),
@@ -100,16 +150,22 @@ impl Config {
         };
         let cwd = std::env::current_dir()
             .map_err(|e| CliError::Config(format!("no working directory: {e}")))?;
-        let Some(path) = found else {
-            let mut config = Config::default();
-            config.resolve(&cwd);
-            return Ok(config);
+        let (text, base, name) = match &found {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    CliError::Config(format!("cannot read {}: {e}", path.display()))
+                })?;
+                let base = path.parent().map(|p| cwd.join(p)).unwrap_or(cwd);
+                (text, base, path.display().to_string())
+            }
+            None => (String::new(), cwd, "the defaults".to_string()),
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| CliError::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
-        let base = path.parent().map(|p| cwd.join(p)).unwrap_or(cwd);
+        let mut table: toml::Table =
+            toml::from_str(&text).map_err(|e| CliError::Config(format!("{name}: {e}")))?;
+        overlay_env(&mut table, std::env::vars())?;
+        let mut config: Config = table
+            .try_into()
+            .map_err(|e| CliError::Config(format!("{name}: {e}")))?;
         config.resolve(&base);
         Ok(config)
     }
@@ -128,9 +184,15 @@ impl Config {
         {
             kafka.ssl_ca_location = Some(base.join(ca).to_string_lossy().into_owned());
         }
-        if self.landing.path.is_relative() {
-            self.landing.path = base.join(&self.landing.path);
-        }
+        self.landing.path = resolve_landing(base, &self.landing.path);
+    }
+
+    /// The landing zone: a local directory or an S3 prefix on the catalog's S3.
+    pub fn landing(&self) -> Result<Landing, CliError> {
+        Ok(Landing::parse(
+            &self.landing.path,
+            self.catalog.s3_settings(),
+        )?)
     }
 
     /// The Kafka settings: the `[kafka]` section, or seed 001's defaults without one.
@@ -150,11 +212,15 @@ impl Config {
         }
     }
 
-    /// The file `init` writes: this catalog, paths relative to the file, and the weekly
-    /// table maintenance Glue users schedule (Sunday 03:00 UTC).
-    pub fn init_text(catalog: CatalogConfig) -> String {
+    /// The file `init` writes: this catalog and landing zone (by default `lake/landing`),
+    /// paths relative to the file, and the weekly table maintenance Glue users schedule
+    /// (Sunday 03:00 UTC).
+    pub fn init_text(catalog: CatalogConfig, landing: Option<&str>) -> String {
         let defaults = Config {
             catalog,
+            landing: LandingConfig {
+                path: landing.map_or_else(|| LandingConfig::default().path, str::to_string),
+            },
             schedule: vec![ScheduleSpec::new(
                 "weekly-maintenance",
                 "maintain",
@@ -179,10 +245,21 @@ mod tests {
     fn init_text_round_trips_and_resolves_relative_to_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(CONFIG_FILE);
-        std::fs::write(&file, Config::init_text(CatalogConfig::default())).unwrap();
+        std::fs::write(&file, Config::init_text(CatalogConfig::default(), None)).unwrap();
         let config = Config::load(Some(&file)).unwrap();
         assert_eq!(config.catalog.path, dir.path().join("lake/catalog.db"));
-        assert_eq!(config.landing.path, dir.path().join("lake/landing"));
+        assert_eq!(
+            config.landing().unwrap(),
+            Landing::Local(dir.path().join("lake/landing"))
+        );
+        std::fs::write(
+            &file,
+            Config::init_text(CatalogConfig::default(), Some("s3://raw/zone")),
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert_eq!(config.landing.path, "s3://raw/zone");
+        assert!(config.landing().unwrap().is_s3());
         assert_eq!(config.jobs, JobsConfig::default());
         assert_eq!(config.schedule.len(), 1);
         assert_eq!(config.schedule[0].job, "maintain");
@@ -224,6 +301,41 @@ mod tests {
         let ca = dir.path().join("ca.pem");
         assert_eq!(kafka.ssl_ca_location.as_deref(), ca.to_str());
         assert_eq!(Config::default().kafka().topics.len(), 2);
+    }
+
+    #[test]
+    fn environment_variables_set_any_key() {
+        let mut table: toml::Table =
+            toml::from_str("[catalog]\nname = \"x\"\n[jobs]\nbatch_size = 100\n").unwrap();
+        let vars = [
+            ("CRYPTOLAKE__CATALOG__TYPE", "glue"),
+            ("CRYPTOLAKE__JOBS__BATCH_SIZE", "64"),
+            ("CRYPTOLAKE__CLUSTER__EXECUTOR__BIND_HOST", "0.0.0.0"),
+            ("CRYPTOLAKE__LANDING__PATH", "s3://raw/zone"),
+            ("CRYPTOLAKE_WAREHOUSE", "ignored: one underscore"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        overlay_env(&mut table, vars.into_iter()).unwrap();
+        let config: Config = table.try_into().unwrap();
+        assert_eq!(config.catalog.name, "x");
+        assert_eq!(
+            config.catalog.kind,
+            cryptolake_catalog::config::CatalogKind::Glue
+        );
+        assert_eq!(config.jobs.batch_size, 64);
+        assert_eq!(config.cluster.executor.bind_host, "0.0.0.0");
+        assert_eq!(config.landing.path, "s3://raw/zone");
+        let mut table = toml::Table::new();
+        let bad = [(
+            "CRYPTOLAKE__JOBS__BATCH_SIZE__X".to_string(),
+            "1".to_string(),
+        )];
+        overlay_env(&mut table, bad.clone().into_iter()).unwrap();
+        let mut table: toml::Table = toml::from_str("[jobs]\nbatch_size = 1\n").unwrap();
+        let err = overlay_env(&mut table, bad.into_iter())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a section"), "{err}");
     }
 
     #[test]

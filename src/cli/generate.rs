@@ -1,7 +1,7 @@
 //! `cryptolake gen`: landing files for every source, or quotes and trades produced to Kafka.
 
 use chrono::{DateTime, Utc};
-use cryptolake_jobs::generate::{GenOptions, generate, generate_messages};
+use cryptolake_jobs::generate::{GenOptions, generate_into, generate_messages};
 use cryptolake_jobs::sources::kafka;
 
 use super::output::{Format, print_rows, row};
@@ -45,7 +45,7 @@ pub async fn run(args: &GenArgs, config: &Config, format: Format) -> Result<(), 
     if let Some(brokers) = &args.kafka {
         return produce(&opts, config, brokers, format).await;
     }
-    let counts = generate(&config.landing.path, &opts)?;
+    let counts = generate_into(&config.landing()?, &opts).await?;
     let rows: Vec<_> = counts
         .iter()
         .map(|(source, c)| {

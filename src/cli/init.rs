@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_catalog::config::CatalogKind;
+use cryptolake_jobs::sources::location::Landing;
 
 use super::output::{Format, print_rows, row};
 use super::{CONFIG_FILE, CliError, Config};
@@ -24,8 +25,15 @@ pub struct InitArgs {
     pub endpoint: Option<String>,
 }
 
-/// `warehouse` is the global `--warehouse` flag (or `CRYPTOLAKE_WAREHOUSE`).
-pub fn run(args: &InitArgs, warehouse: Option<&str>, format: Format) -> Result<(), CliError> {
+/// `warehouse` and `landing` are the global `--warehouse` and `--landing` flags (or
+/// `CRYPTOLAKE_WAREHOUSE`, `CRYPTOLAKE_LANDING`); a relative local landing is kept relative
+/// to the new file.
+pub fn run(
+    args: &InitArgs,
+    warehouse: Option<&str>,
+    landing: Option<&str>,
+    format: Format,
+) -> Result<(), CliError> {
     let file = args.dir.join(CONFIG_FILE);
     if file.exists() && !args.force {
         return Err(CliError::Config(format!(
@@ -35,9 +43,11 @@ pub fn run(args: &InitArgs, warehouse: Option<&str>, format: Format) -> Result<(
     }
     let catalog = catalog_config(args, warehouse)?;
     std::fs::create_dir_all(&args.dir)?;
-    std::fs::write(&file, Config::init_text(catalog))?;
+    std::fs::write(&file, Config::init_text(catalog, landing))?;
     let config = Config::load(Some(&file))?;
-    std::fs::create_dir_all(&config.landing.path)?;
+    if let Landing::Local(dir) = config.landing()? {
+        std::fs::create_dir_all(dir)?;
+    }
     if config.catalog.kind == CatalogKind::Sqlite {
         std::fs::create_dir_all(&config.catalog.warehouse)?;
     }
@@ -52,7 +62,7 @@ pub fn run(args: &InitArgs, warehouse: Option<&str>, format: Format) -> Result<(
         ("config", file.display().to_string().into()),
         ("catalog", catalog.into()),
         ("warehouse", config.catalog.warehouse.clone().into()),
-        ("landing", config.landing.path.display().to_string().into()),
+        ("landing", config.landing.path.clone().into()),
     ])];
     print_rows(
         &rows,

@@ -6,6 +6,7 @@ mod generate;
 mod init;
 mod job;
 mod output;
+mod probe;
 mod run;
 mod schedule;
 mod scheduler;
@@ -31,9 +32,9 @@ pub struct Cli {
     /// Override the warehouse root (local directory or URL).
     #[arg(long, global = true, env = "CRYPTOLAKE_WAREHOUSE")]
     pub warehouse: Option<String>,
-    /// Override the landing directory.
+    /// Override the landing zone: a local directory or s3://BUCKET/PREFIX.
     #[arg(long, global = true, env = "CRYPTOLAKE_LANDING")]
-    pub landing: Option<PathBuf>,
+    pub landing: Option<String>,
     /// Output format for commands that print results.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -66,6 +67,9 @@ pub enum Command {
     /// A Ballista cluster: scheduler and executor processes, a local cluster (up, down, status).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Health check: exit 0 when an http(s):// URL answers 2xx or a tcp:// address accepts a
+    /// connection (for images without a shell).
+    Probe(probe::ProbeArgs),
 }
 
 /// A failure, with the exit code it maps to.
@@ -110,16 +114,64 @@ fn load_config(cli: &Cli) -> Result<Config, CliError> {
         config.catalog.warehouse = w.clone();
     }
     if let Some(l) = &cli.landing {
-        config.landing.path = l.clone();
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::Config(format!("no working directory: {e}")))?;
+        config.landing.path = config::resolve_landing(&cwd, l);
     }
     config.catalog.validate()?;
     Ok(config)
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command. On SIGTERM (a container or pod stopped) or SIGINT: the daemons
+/// and the cluster processes stop cleanly (an executor tells the scheduler and stops taking
+/// tasks); any other command stops at once with 128 + the signal's number. A job stopped
+/// this way has committed nothing or all of a commit, as after any crash.
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let daemon = matches!(
+        &cli.command,
+        Command::Scheduler(_)
+            | Command::Cluster(
+                cluster::ClusterCommand::Executor(_) | cluster::ClusterCommand::Scheduler(_)
+            )
+    );
+    if daemon {
+        return dispatch(cli).await;
+    }
+    tokio::select! {
+        result = dispatch(cli) => result,
+        signal = terminated() => {
+            if matches!(signal, 15) {
+                tracing::warn!("terminated (SIGTERM)");
+            }
+            std::process::exit(128 + signal)
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT and returns its number. The cluster scheduler stops on it;
+/// the executor and the schedule daemon handle the signals themselves.
+pub async fn terminated() -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => 15,
+        _ = int.recv() => 2,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
-        Command::Init(args) => init::run(args, cli.warehouse.as_deref(), cli.output),
+        Command::Init(args) => init::run(
+            args,
+            cli.warehouse.as_deref(),
+            cli.landing.as_deref(),
+            cli.output,
+        ),
         Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output).await,
         Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
         Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,
@@ -134,6 +186,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let file = config_file(&cli);
             cluster::run(cmd, &load_config(&cli)?, file.as_deref(), cli.output).await
         }
+        Command::Probe(args) => probe::run(args).await,
     }
 }
 

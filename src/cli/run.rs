@@ -66,8 +66,13 @@ pub struct RunArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum RunJob {
-    /// New landing files → bronze.<source>.
-    IngestFiles(CommonArgs),
+    /// New landing files (and files changed since they were taken) → bronze.<source>.
+    IngestFiles {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(flatten)]
+        landing: LandingArgs,
+    },
     /// Every message in the [kafka] topics now → their bronze tables (exactly once).
     IngestKafka {
         #[command(flatten)]
@@ -88,6 +93,8 @@ pub enum RunJob {
     All {
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        landing: LandingArgs,
         #[command(flatten)]
         silver: SilverArgs,
         #[command(flatten)]
@@ -177,6 +184,16 @@ pub struct SilverArgs {
     pub max_bad_fraction: Option<f64>,
 }
 
+/// ingest-files' flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LandingArgs {
+    /// List every landing file anew. On S3 a listing starts by default from the directory of
+    /// the newest file taken (`start-after`), so its cost does not grow with the bucket's
+    /// history; a file written under an older key is found by a full listing.
+    #[arg(long)]
+    pub full_listing: bool,
+}
+
 /// ingest-kafka's flags.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct KafkaArgs {
@@ -241,6 +258,7 @@ pub struct TableArgs {
 #[derive(Debug, Clone, Default)]
 struct RunOptions {
     common: CommonArgs,
+    landing: LandingArgs,
     silver: SilverArgs,
     kafka: KafkaArgs,
     compact: CompactArgs,
@@ -279,7 +297,14 @@ impl RunJob {
         use RunJob as R;
         let d = RunOptions::default;
         match self.clone() {
-            R::IngestFiles(common) => (JobName::IngestFiles, RunOptions { common, ..d() }),
+            R::IngestFiles { common, landing } => (
+                JobName::IngestFiles,
+                RunOptions {
+                    common,
+                    landing,
+                    ..d()
+                },
+            ),
             R::Gold(common) => (JobName::Gold, RunOptions { common, ..d() }),
             R::IngestKafka { common, kafka } => (
                 JobName::IngestKafka,
@@ -299,11 +324,13 @@ impl RunJob {
             ),
             R::All {
                 common,
+                landing,
                 silver,
                 kafka,
             } => {
                 let o = RunOptions {
                     common,
+                    landing,
                     silver,
                     kafka,
                     ..d()
@@ -478,7 +505,7 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
     }
     let lake = Lake::open(&config.catalog).await?;
     let bar = Arc::new(Bar::new(format));
-    let ctx = JobContext::new(lake, config.landing.path.clone(), settings)?
+    let ctx = JobContext::new(lake, config.landing()?, settings)?
         .with_progress(bar.clone())
         .with_engine(engine(args, config)?);
     let jobs = match job {
@@ -548,7 +575,8 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
     } = *run;
     Ok(match job {
         JobName::IngestFiles => {
-            step(IngestFiles::new(ctx.clone()), args.common.dry_run, bar).await?
+            let job = IngestFiles::new(ctx.clone()).with_full_listing(args.landing.full_listing);
+            step(job, args.common.dry_run, bar).await?
         }
         JobName::IngestKafka => {
             let job = IngestKafka::new(ctx.clone(), kafka_config(args, config));

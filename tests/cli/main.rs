@@ -10,6 +10,7 @@ mod crash;
 mod glue;
 mod gold_values;
 mod kafka;
+mod landing;
 #[allow(dead_code)] // shared with the catalog and jobs tests, which use all of it
 #[path = "../../catalog/tests/catalog/moto.rs"]
 mod moto;

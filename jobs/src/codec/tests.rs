@@ -360,6 +360,7 @@ async fn landing_write(f: &Fixture, landing: &std::path::Path) -> (LogicalPlan, 
     .unwrap();
     let files = crate::sources::landing::list_source(landing, "trades").unwrap();
     let scan = LandingScan {
+        landing: crate::sources::location::Landing::Local(landing.to_path_buf()),
         source: "trades".into(),
         groups: files.into_iter().map(|f| vec![f]).collect(),
         schema: crate::iceberg::writer::arrow_schema(&bronze).unwrap(),

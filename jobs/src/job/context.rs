@@ -1,7 +1,6 @@
 //! What every job needs: the lake, the landing directory, the run settings and where its plans
 //! run (the engine's settings; [`crate::engine`] runs them).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use cryptolake_catalog::Lake;
@@ -9,6 +8,7 @@ use cryptolake_catalog::Lake;
 use serde::{Deserialize, Serialize};
 
 use crate::job::progress::{self, Progress};
+use crate::sources::location::Landing;
 
 use crate::{Error, Result};
 
@@ -120,8 +120,8 @@ pub enum Engine {
 #[derive(Debug, Clone)]
 pub struct JobContext {
     pub lake: Lake,
-    /// `<landing>/<source>/**` holds the landing files.
-    pub landing: PathBuf,
+    /// `<landing>/<source>/**` holds the landing files (a local directory or an S3 prefix).
+    pub landing: Landing,
     pub settings: JobSettings,
     /// Where jobs report progress (nothing by default).
     pub progress: Arc<dyn Progress>,
@@ -130,11 +130,11 @@ pub struct JobContext {
 }
 
 impl JobContext {
-    pub fn new(lake: Lake, landing: PathBuf, settings: JobSettings) -> Result<Self> {
+    pub fn new(lake: Lake, landing: impl Into<Landing>, settings: JobSettings) -> Result<Self> {
         settings.validate()?;
         Ok(Self {
             lake,
-            landing,
+            landing: landing.into(),
             settings,
             progress: progress::none(),
             engine: Engine::InProcess,

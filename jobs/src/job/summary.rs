@@ -51,6 +51,10 @@ pub struct SourceCounts {
     pub quarantined: u64,
     pub duplicates_dropped: u64,
     pub files: u64,
+    /// ingest-files: of `files`, those taken before with other content (appended to or
+    /// overwritten since), taken again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub files_changed: u64,
     /// ingest-kafka: messages retention deleted before they were read (skipped under
     /// `--on-missing-offsets earliest`).
     #[serde(skip_serializing_if = "is_zero")]

@@ -159,7 +159,7 @@ impl ExpireSnapshots {
         // Fold the landing files the expiring snapshots took into the log first.
         // An unreadable list stops the expiry: dropping it would let ingest-files take those
         // landing files again.
-        let mut lists: Vec<Vec<String>> = Vec::new();
+        let mut lists: Vec<Vec<crate::bookmarks::TakenFile>> = Vec::new();
         for snapshot in before.metadata().snapshots() {
             if expiring.contains(&snapshot.snapshot_id()) {
                 lists.extend(files_taken(&plan.table, snapshot)?);

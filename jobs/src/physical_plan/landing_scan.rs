@@ -1,5 +1,6 @@
 //! `LandingScanExec`, the landing-file source: one task per group of whole landing files, each
-//! file read, split and decoded into bronze rows on the blocking pool, one file ahead. Each
+//! file read where the task runs (a local path, or S3 straight from the executor), then split
+//! and decoded into bronze rows on the blocking pool, one file ahead. Each
 //! task counts its records in the
 //! [`RECORDS_READ`](super::common::RECORDS_READ) metric.
 
@@ -77,14 +78,16 @@ impl ExecutionPlan for LandingScanExec {
         let decoded = futures::stream::iter(files)
             .map(move |file| {
                 let scan = scan.clone();
-                tokio::task::spawn_blocking(move || decode_file(&scan, &file))
+                async move {
+                    let bytes = scan.landing.read(&file).await?;
+                    tokio::task::spawn_blocking(move || decode_file(&scan, &file, bytes))
+                        .await
+                        .map_err(|e| Error::Internal(format!("decoding task failed: {e}")))?
+                }
             })
             .buffered(2)
-            .map(move |joined| {
-                let (batches, n) = joined
-                    .map_err(|e| Error::Internal(format!("decoding task failed: {e}")))
-                    .and_then(|decoded| decoded)
-                    .map_err(df_err)?;
+            .map(move |decoded| {
+                let (batches, n) = decoded.map_err(df_err)?;
                 records.add(n as usize);
                 Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
             })
@@ -118,6 +121,7 @@ mod tests {
         let files = landing::list_source(dir, "trades").unwrap();
         let table = layout::bronze("trades").unwrap().schema().unwrap();
         LandingScan {
+            landing: crate::sources::location::Landing::Local(dir.to_path_buf()),
             source: "trades".into(),
             groups: vec![
                 vec![files[0].clone(), files[2].clone()],

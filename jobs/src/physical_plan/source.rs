@@ -131,14 +131,20 @@ mod tests {
     fn scan(files: &[&str], ingest_us: i64) -> SourceSpec {
         let table = layout::bronze("trades").unwrap().schema().unwrap();
         SourceSpec::Landing(LandingScan {
+            landing: crate::sources::location::Landing::S3 {
+                bucket: "lake".into(),
+                prefix: "raw".into(),
+                settings: Default::default(),
+            },
             source: "trades".into(),
             groups: vec![
                 files
                     .iter()
                     .map(|f| LandingFile {
                         rel_path: f.to_string(),
-                        path: format!("/landing/trades/{f}").into(),
+                        location: format!("raw/trades/{f}"),
                         size: 10,
+                        version: "\"etag\"".into(),
                     })
                     .collect(),
             ],

@@ -1,16 +1,17 @@
 //! `ingest-files`: new landing files become rows of one bronze table per source.
 //!
-//! Exactly once without a checkpoint directory: the files a run takes are recorded in the
-//! summary of the snapshot that holds their rows (key [`FILES_TAKEN_KEY`]). A run lists the files
-//! no snapshot of the table has taken, writes their rows, and commits rows and file list in one
-//! snapshot, requiring (again, on every retry) that no other run took them meanwhile. A crash
-//! before the commit leaves only unreferenced files; the next run takes the same files again.
+//! Exactly once without a checkpoint directory: the files a run takes, each with its version (a
+//! local file's size and modification time, an object's ETag), are recorded in the summary of
+//! the snapshot that holds their rows (key [`FILES_TAKEN_KEY`]). A run lists the files (or
+//! versions of files: a file appended to or overwritten is taken again) no snapshot of the
+//! table has taken, writes their rows, and commits rows and file list in one snapshot,
+//! requiring (again, on every retry) that no other run took them meanwhile. A crash before the
+//! commit leaves only unreferenced files; the next run takes the same files again.
 //!
 //! Each source's run is one plan on the engine (in this process or on a cluster): a landing
 //! scan split into groups of whole files, one task each, under a write node; the tasks return
 //! their files and the records they read, and the driver commits.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,9 @@ use cryptolake_catalog::{Requirement, SnapshotCommit};
 use iceberg::spec::DataFile;
 use serde::Serialize;
 
-use crate::bookmarks::{FILES_TAKEN_KEY, JOB_PROPERTY, taken_files, taken_in_snapshots};
+use crate::bookmarks::{
+    FILES_TAKEN_KEY, JOB_PROPERTY, Taken, TakenFile, taken_files, taken_in_snapshots,
+};
 use crate::engine;
 use crate::iceberg::TableRef;
 use crate::iceberg::writer::arrow_schema;
@@ -28,8 +31,7 @@ use crate::job::fault::maybe_crash;
 use crate::job::summary::{RunSummary, SourceCounts, TableRun};
 use crate::physical_plan::pack_by_size;
 use crate::physical_plan::{SourceNode, SourceSpec, TableWriteNode, records_read_total};
-use crate::sources::landing::LandingScan;
-use crate::sources::landing::{self, LandingFile};
+use crate::sources::landing::{LandingFile, LandingScan};
 use crate::{Error, Result};
 
 const JOB: &str = "ingest-files";
@@ -39,9 +41,17 @@ const JOB: &str = "ingest-files";
 pub struct SourcePlan {
     pub source: String,
     pub table: String,
+    /// Files to take: new ones and changed ones.
     pub new_files: Vec<String>,
+    /// Of `new_files`, those taken before with other content (appended to, overwritten): taken
+    /// again, silver's dedup absorbing the records it already has.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_files: Vec<String>,
     pub new_bytes: u64,
     pub already_taken: usize,
+    /// Where the listing started (S3, after the newest file taken); `None` for a full listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed_from: Option<String>,
     #[serde(skip)]
     files: Vec<LandingFile>,
 }
@@ -63,6 +73,7 @@ impl IngestFilesPlan {
 pub struct IngestFiles {
     ctx: JobContext,
     sources: Vec<String>,
+    full_listing: bool,
 }
 
 impl IngestFiles {
@@ -70,6 +81,7 @@ impl IngestFiles {
         Self {
             ctx,
             sources: LANDING_SOURCES.iter().map(|s| s.to_string()).collect(),
+            full_listing: false,
         }
     }
 
@@ -79,27 +91,44 @@ impl IngestFiles {
         self
     }
 
-    /// Lists the files each source has not taken yet. Writes nothing.
+    /// Lists every file anew, on S3 too (by default an S3 listing starts from the directory of
+    /// the newest file taken).
+    pub fn with_full_listing(mut self, full: bool) -> Self {
+        self.full_listing = full;
+        self
+    }
+
+    /// Lists the files (or versions of files) each source has not taken yet. Writes nothing.
     async fn plan_impl(&self) -> Result<IngestFilesPlan> {
+        let landing = &self.ctx.landing;
+        landing.check().await?;
         let mut sources = Vec::new();
         for source in &self.sources {
             let layout = layout::bronze(source)?;
             let taken = match self.ctx.lake.table_if_exists(&layout.ident()).await? {
                 Some(table) => taken_files(&table).await?,
-                None => HashSet::new(),
+                None => Taken::default(),
             };
-            let all = landing::list_source(&self.ctx.landing, source)?;
-            let already_taken = all.iter().filter(|f| taken.contains(&f.rel_path)).count();
-            let files: Vec<LandingFile> = all
+            let after = match self.full_listing || !landing.is_s3() {
+                true => None,
+                false => taken.newest().map(str::to_string),
+            };
+            let all = landing.list_source(source, after.as_deref()).await?;
+            let (files, already): (Vec<LandingFile>, Vec<LandingFile>) = all
                 .into_iter()
-                .filter(|f| !taken.contains(&f.rel_path))
-                .collect();
+                .partition(|f| !taken.contains(&f.rel_path, &f.version));
             sources.push(SourcePlan {
                 source: source.clone(),
                 table: layout.ident().to_string(),
                 new_files: files.iter().map(|f| f.rel_path.clone()).collect(),
+                changed_files: files
+                    .iter()
+                    .filter(|f| taken.contains_path(&f.rel_path))
+                    .map(|f| f.rel_path.clone())
+                    .collect(),
                 new_bytes: files.iter().map(|f| f.size).sum(),
-                already_taken,
+                already_taken: already.len(),
+                listed_from: after,
                 files,
             });
         }
@@ -148,6 +177,7 @@ async fn write_source(
     let session = engine::session(ctx).await?;
     let tasks = session.state().config().target_partitions();
     let scan = LandingScan {
+        landing: ctx.landing.clone(),
         source: plan.source.clone(),
         groups: pack_by_size(plan.files.clone(), tasks, |f| f.size),
         schema: arrow_schema(table)?,
@@ -193,18 +223,33 @@ async fn ingest_source(
     let mut counts = SourceCounts {
         records,
         files: plan.files.len() as u64,
+        files_changed: plan.changed_files.len() as u64,
         ..Default::default()
     };
     maybe_crash(JOB, "after-write");
 
-    let taken: Vec<String> = plan.files.iter().map(|f| f.rel_path.clone()).collect();
-    let wanted: HashSet<String> = taken.iter().cloned().collect();
+    let taken: Vec<TakenFile> = plan
+        .files
+        .iter()
+        .map(|f| TakenFile::Version {
+            path: f.rel_path.clone(),
+            version: f.version.clone(),
+        })
+        .collect();
     let name = plan.table.clone();
+    let wanted = plan.files.clone();
     let requirement: Requirement = std::sync::Arc::new(move |metadata| {
         // A concurrent run's snapshot is recent: the snapshots' own lists are enough here.
+        // A changed file's older versions, taken before, do not conflict.
         let already = taken_in_snapshots(&name, metadata).map_err(|e| e.to_string())?;
-        match wanted.iter().find(|f| already.contains(*f)) {
-            Some(f) => Err(format!("landing file {f} was taken by a concurrent run")),
+        match wanted
+            .iter()
+            .find(|f| already.contains(&f.rel_path, &f.version))
+        {
+            Some(f) => Err(format!(
+                "landing file {} was taken by a concurrent run",
+                f.rel_path
+            )),
             None => Ok(()),
         }
     });

@@ -7,7 +7,7 @@
 //! never hides the good lines around it.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -15,6 +15,7 @@ use cryptolake_catalog::layout;
 use serde_json::value::RawValue;
 
 use super::bronze::BronzeBuilder;
+use super::location::Landing;
 use super::records::{Record, RecordDecoder};
 use crate::{Error, Result};
 
@@ -23,57 +24,20 @@ use crate::{Error, Result};
 pub struct LandingFile {
     /// Path relative to `<landing>/<source>/`, with `/` separators: the file's identity.
     pub rel_path: String,
-    pub path: PathBuf,
+    /// Where it is read from: a local path, or the object's key in the landing bucket.
+    pub location: String,
     pub size: u64,
+    /// Its content's version when listed (a local file's size and modification time, an
+    /// object's ETag): a file whose version changed after it was taken is taken again.
+    pub version: String,
 }
 
-/// Lists a source's files, sorted by relative path. Hidden files (`.x`), Spark/Hadoop markers
-/// (`_SUCCESS`, `_x`) and in-flight uploads (`*.tmp`, `*.crc`) are skipped.
+/// Lists a local landing directory's files of one source, sorted by relative path (see
+/// [`Landing::list_source`]).
 pub fn list_source(landing: &Path, source: &str) -> Result<Vec<LandingFile>> {
-    let root = landing.join(source);
-    let mut out = Vec::new();
-    if root.is_dir() {
-        walk(&root, &root, &mut out)?;
-    }
-    out.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
-    Ok(out)
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<LandingFile>) -> Result<()> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.')
-            || name.starts_with('_')
-            || name.ends_with(".tmp")
-            || name.ends_with(".crc")
-        {
-            continue;
-        }
-        let path = entry.path();
-        let meta = entry
-            .metadata()
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else if meta.is_file() {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(LandingFile {
-                rel_path: rel,
-                path,
-                size: meta.len(),
-            });
-        }
-    }
-    Ok(())
+    let mut files = super::location::list_local(landing, source)?;
+    files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
+    Ok(files)
 }
 
 /// Reads a file's bytes, gunzipping when it starts with the gzip magic and dropping a BOM.
@@ -151,6 +115,8 @@ pub fn split_values(bytes: &[u8]) -> Vec<Piece<'_>> {
 /// Landing files of one source to read, in groups: group `i` is plan partition `i`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LandingScan {
+    /// Where the files are: each task reads its own from there.
+    pub landing: Landing,
     pub source: String,
     pub groups: Vec<Vec<LandingFile>>,
     /// The bronze table's Arrow schema.
@@ -160,10 +126,15 @@ pub struct LandingScan {
     pub batch_size: usize,
 }
 
-/// Reads, splits and decodes one landing file into bronze batches (CPU work). Returns the
-/// batches and the number of records, one bronze row each.
-pub fn decode_file(scan: &LandingScan, file: &LandingFile) -> Result<(Vec<RecordBatch>, u64)> {
-    let bytes = read_file(&file.path)?;
+/// Splits and decodes one landing file's bytes (as stored: gzip is detected) into bronze
+/// batches (CPU work). Returns the batches and the number of records, one bronze row each.
+pub fn decode_file(
+    scan: &LandingScan,
+    file: &LandingFile,
+    bytes: Vec<u8>,
+) -> Result<(Vec<RecordBatch>, u64)> {
+    let bytes =
+        decode(bytes).map_err(|e| Error::io(format!("decompressing {}", file.location), e))?;
     let fields = layout::bronze_source_fields(&scan.source).unwrap_or(&[]);
     let decoder = RecordDecoder::new(&scan.source, fields);
     let mut records: Vec<Record<'_>> = Vec::new();
