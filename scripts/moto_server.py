@@ -7,6 +7,9 @@ Usage (the tests start it): python scripts/moto_server.py -H 127.0.0.1 -p PORT
 With CRYPTOLAKE_MOTO_INTERLOPE=database.table, the first UpdateTable of that table finds that
 another writer updated it between the caller's GetTable and its UpdateTable (the table's version
 moves on, its content stays): the race Glue's VersionId exists for, made deterministic.
+
+With CRYPTOLAKE_MOTO_BUCKETS=a,b the server starts with those buckets (the compose cluster's
+lake bucket), in moto's default account and AWS_REGION (default us-east-1).
 """
 
 import os
@@ -52,5 +55,15 @@ def update_table(self):
 
 responses.GlueResponse.update_table = update_table
 
+def create_buckets() -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    region = os.environ.get("AWS_REGION", "us-east-1")
+    for bucket in filter(None, os.environ.get("CRYPTOLAKE_MOTO_BUCKETS", "").split(",")):
+        s3_backends[DEFAULT_ACCOUNT_ID]["global"].create_bucket(bucket.strip(), region)
+
+
 if __name__ == "__main__":
+    create_buckets()
     sys.exit(main())

@@ -35,8 +35,9 @@ fi
 # breaks boto3; the glue extra is its Glue catalog) and DuckDB with its Iceberg, Avro and httpfs
 # extensions from PyPI (loaded by path, offline);
 # moto's server, the local S3 (and Glue) the tests start; and kafka-python, the independent
-# Kafka producer and consumer of the ingest-kafka tests.
-REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12"
+# Kafka producer and consumer of the ingest-kafka tests; kubernetes-validate, which checks
+# docker/k8s/ against the Kubernetes schemas.
+REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"
@@ -45,6 +46,27 @@ if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != 
   # shellcheck disable=SC2086
   "$CRYPTOLAKE_VENV/bin/pip" install -q $REQS
   echo "$REQS" > "$stamp"
+fi
+
+# Compose v2 (`docker compose`, with `up --wait`) for the container tests, where a Docker
+# engine exists but only Debian bookworm's Compose 1.29 is installed: the plugin from Debian
+# trixie's docker-compose package (checked by its hash), into ~/.docker/cli-plugins.
+if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  deb="docker-compose_2.26.1-4_amd64.deb"
+  sum="47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea"
+  echo "setup: installing the Compose v2 plugin from Debian's $deb"
+  tmp="$(mktemp -d)"
+  curl -sSfL -o "$tmp/$deb" "http://deb.debian.org/debian/pool/main/d/docker-compose/$deb"
+  echo "$sum  $tmp/$deb" | sha256sum -c --quiet
+  dpkg-deb -x "$tmp/$deb" "$tmp/x"
+  mkdir -p "$HOME/.docker/cli-plugins"
+  cp "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" "$HOME/.docker/cli-plugins/"
+  rm -rf "$tmp"
+fi
+# debootstrap, which makes the Debian root file system of the moto image (docker/build.sh).
+if command -v docker >/dev/null 2>&1 && ! command -v debootstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debootstrap >/dev/null
 fi
 
 # tansu, the Kafka-protocol broker the ingest-kafka tests start (Apache Kafka needs Maven,

@@ -204,7 +204,25 @@ pub async fn start_scheduler(config: &ClusterSchedulerConfig, file_io: FileIO) -
         .map_err(ballista)
 }
 
-/// Runs an executor until the process is stopped.
+/// The address an executor listening on every interface tells the scheduler, when no
+/// `external_host` is set: its host name's address (a container's or pod's own IP, from its
+/// `/etc/hosts`), so executors scaled out from one definition each advertise their own.
+fn advertised_host(bind_host: &str) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    if !matches!(bind_host, "0.0.0.0" | "::" | "[::]") {
+        return None;
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let addr = (name.trim(), 0)
+        .to_socket_addrs()
+        .ok()?
+        .find(|a| !a.ip().is_loopback())?;
+    tracing::info!(host = %name.trim(), address = %addr.ip(), "advertising this executor's address");
+    Some(addr.ip().to_string())
+}
+
+/// Runs an executor until the process is stopped (SIGTERM or SIGINT: it tells the scheduler
+/// and stops taking tasks).
 pub async fn start_executor(config: &ClusterExecutorConfig, file_io: FileIO) -> Result<()> {
     config.validate()?;
     let work_dir = match &config.work_dir {
@@ -214,7 +232,10 @@ pub async fn start_executor(config: &ClusterExecutorConfig, file_io: FileIO) -> 
     std::fs::create_dir_all(&work_dir)?;
     let ballista_config = ExecutorProcessConfig {
         bind_host: config.bind_host.clone(),
-        external_host: config.external_host.clone(),
+        external_host: config
+            .external_host
+            .clone()
+            .or_else(|| advertised_host(&config.bind_host)),
         port: config.port,
         grpc_port: config.grpc_port,
         scheduler_host: config.scheduler_host.clone(),

@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::sources::location::Landing;
+use crate::job::landing::Landing;
 use crate::{Error, Result};
 
 /// Symbols with a plausible starting USD price, CoinCap id and name.

@@ -547,9 +547,9 @@ async fn the_pipeline_and_maintenance_run_on_an_s3_warehouse() {
     run_all(&ctx).await;
     generate(ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
     run_all(&ctx).await;
-    // The same rows as the same landing files give on a local warehouse.
-    run_all(&local.ctx).await;
-    generate(local.ctx.landing.as_local().unwrap(), &later(1, 7)).unwrap();
+    // The same rows as the same landing files give on a local warehouse (they are all there
+    // already: writing them again would change their modification times, and changed files
+    // are taken again).
     run_all(&local.ctx).await;
     for table in ["bronze.coinbase_spot", "silver.quotes", "silver.trades"] {
         assert_eq!(

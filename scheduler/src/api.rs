@@ -6,7 +6,7 @@
 //!   `GET /v1/runs/{id}/logs`, `DELETE /v1/runs/{id}` (cancel; 202).
 //!
 //! Every request needs `Authorization: Bearer <token>` (401 otherwise); bodies over the limit
-//! get 413.
+//! get 413. `GET /healthz` alone needs no token: it answers `ok` and tells nothing else.
 
 use std::time::Duration;
 
@@ -36,7 +36,8 @@ pub struct ApiState {
     pub max_body_bytes: usize,
 }
 
-/// The API's routes, with authentication and the body limit.
+/// The API's routes, with authentication and the body limit; `/healthz` (no token: it says
+/// only that the daemon answers) for container and pod health checks.
 pub fn router(state: ApiState) -> Router {
     let limit = state.max_body_bytes;
     Router::new()
@@ -46,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/runs/{id}/logs", get(logs))
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_cluster::process::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_jobs::JobSettings;
+use cryptolake_jobs::job::landing::Landing;
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
-use cryptolake_jobs::sources::location::Landing;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
 

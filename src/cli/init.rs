@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use cryptolake_catalog::CatalogConfig;
 use cryptolake_catalog::config::CatalogKind;
-use cryptolake_jobs::sources::location::Landing;
+use cryptolake_jobs::job::landing::Landing;
 
 use super::output::{Format, print_rows, row};
 use super::{CONFIG_FILE, CliError, Config};

@@ -142,19 +142,23 @@ fn content_columns(p: &Project, table: &str) -> Vec<String> {
 
 /// A row-level checksum: the md5 of every row's values, sorted, and the row count.
 pub fn checksum(p: &Project, table: &str) -> (u64, String) {
+    let rows = p.sql(&checksum_query(p, table));
+    (
+        rows[0]["n"].as_u64().unwrap(),
+        rows[0]["h"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The query [`checksum`] runs (`n`, `h`), with `p`'s columns of `table`.
+pub fn checksum_query(p: &Project, table: &str) -> String {
     let cols: Vec<String> = content_columns(p, table)
         .iter()
         .map(|c| format!("coalesce(CAST(\"{c}\" AS VARCHAR), '<null>')"))
         .collect();
-    let sql = format!(
+    format!(
         "SELECT count(*) AS n, md5(coalesce(string_agg(r, '\\n' ORDER BY r), '')) AS h \
          FROM (SELECT concat_ws('|', {}) AS r FROM {table})",
         cols.join(", ")
-    );
-    let rows = p.sql(&sql);
-    (
-        rows[0]["n"].as_u64().unwrap(),
-        rows[0]["h"].as_str().unwrap().to_string(),
     )
 }
 

@@ -6,6 +6,7 @@ mod bookmarks;
 mod cluster;
 mod common;
 mod compaction;
+mod containers;
 mod crash;
 mod glue;
 mod gold_values;

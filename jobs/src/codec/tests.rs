@@ -360,7 +360,7 @@ async fn landing_write(f: &Fixture, landing: &std::path::Path) -> (LogicalPlan, 
     .unwrap();
     let files = crate::sources::landing::list_source(landing, "trades").unwrap();
     let scan = LandingScan {
-        landing: crate::sources::location::Landing::Local(landing.to_path_buf()),
+        landing: crate::job::landing::Landing::Local(landing.to_path_buf()),
         source: "trades".into(),
         groups: files.into_iter().map(|f| vec![f]).collect(),
         schema: crate::iceberg::writer::arrow_schema(&bronze).unwrap(),
@@ -368,7 +368,7 @@ async fn landing_write(f: &Fixture, landing: &std::path::Path) -> (LogicalPlan, 
         batch_size: 100,
     };
     let table = TableRef::of(&bronze);
-    let source = SourceNode::new(SourceSpec::Landing(scan)).unwrap();
+    let source = SourceNode::new(SourceSpec::Landing(Box::new(scan))).unwrap();
     let plan = TableWriteNode::new(source.into_plan(), Arc::new(table.clone()), 4096);
     (plan.into_plan(), table)
 }

@@ -7,8 +7,8 @@ use cryptolake_catalog::Lake;
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::landing::Landing;
 use crate::job::progress::{self, Progress};
-use crate::sources::location::Landing;
 
 use crate::{Error, Result};
 

@@ -121,7 +121,7 @@ mod tests {
         let files = landing::list_source(dir, "trades").unwrap();
         let table = layout::bronze("trades").unwrap().schema().unwrap();
         LandingScan {
-            landing: crate::sources::location::Landing::Local(dir.to_path_buf()),
+            landing: crate::job::landing::Landing::Local(dir.to_path_buf()),
             source: "trades".into(),
             groups: vec![
                 vec![files[0].clone(), files[2].clone()],

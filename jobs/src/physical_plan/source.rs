@@ -23,7 +23,7 @@ use crate::{Error, Result};
 /// What a source node reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SourceSpec {
-    Landing(LandingScan),
+    Landing(Box<LandingScan>),
     Kafka(Box<TopicScan>),
 }
 
@@ -38,7 +38,7 @@ impl SourceSpec {
     /// The physical scan.
     pub fn exec(&self) -> Arc<dyn ExecutionPlan> {
         match self {
-            SourceSpec::Landing(s) => Arc::new(LandingScanExec::new(s.clone())),
+            SourceSpec::Landing(s) => Arc::new(LandingScanExec::new((**s).clone())),
             SourceSpec::Kafka(s) => Arc::new(KafkaScanExec::new(s.as_ref().clone())),
         }
     }
@@ -130,8 +130,8 @@ mod tests {
 
     fn scan(files: &[&str], ingest_us: i64) -> SourceSpec {
         let table = layout::bronze("trades").unwrap().schema().unwrap();
-        SourceSpec::Landing(LandingScan {
-            landing: crate::sources::location::Landing::S3 {
+        SourceSpec::Landing(Box::new(LandingScan {
+            landing: crate::job::landing::Landing::S3 {
                 bucket: "lake".into(),
                 prefix: "raw".into(),
                 settings: Default::default(),
@@ -151,7 +151,7 @@ mod tests {
             schema: Arc::new(iceberg::arrow::schema_to_arrow_schema(&table).unwrap()),
             ingest_us,
             batch_size: 2,
-        })
+        }))
     }
 
     fn hash(node: &SourceNode) -> u64 {

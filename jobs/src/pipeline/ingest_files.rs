@@ -186,7 +186,7 @@ async fn write_source(
     };
     let table_ref = TableRef::of(table);
     let write = TableWriteNode::new(
-        SourceNode::new(SourceSpec::Landing(scan))?.into_plan(),
+        SourceNode::new(SourceSpec::Landing(Box::new(scan)))?.into_plan(),
         Arc::new(table_ref.clone()),
         ctx.settings.target_file_size,
     );

@@ -15,27 +15,16 @@ use cryptolake_catalog::layout;
 use serde_json::value::RawValue;
 
 use super::bronze::BronzeBuilder;
-use super::location::Landing;
 use super::records::{Record, RecordDecoder};
+use crate::job::landing::Landing;
 use crate::{Error, Result};
 
-/// One landing file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LandingFile {
-    /// Path relative to `<landing>/<source>/`, with `/` separators: the file's identity.
-    pub rel_path: String,
-    /// Where it is read from: a local path, or the object's key in the landing bucket.
-    pub location: String,
-    pub size: u64,
-    /// Its content's version when listed (a local file's size and modification time, an
-    /// object's ETag): a file whose version changed after it was taken is taken again.
-    pub version: String,
-}
+pub use crate::job::landing::LandingFile;
 
 /// Lists a local landing directory's files of one source, sorted by relative path (see
 /// [`Landing::list_source`]).
 pub fn list_source(landing: &Path, source: &str) -> Result<Vec<LandingFile>> {
-    let mut files = super::location::list_local(landing, source)?;
+    let mut files = crate::job::landing::list_local(landing, source)?;
     files.sort_by(|a, b| a.rel_path.cmp(&b.rel_path));
     Ok(files)
 }

@@ -5,7 +5,6 @@ pub mod bronze;
 pub mod kafka;
 pub mod kafka_config;
 pub mod landing;
-pub mod location;
 pub mod records;
 
 use cryptolake_catalog::layout::{self, LANDING_SOURCES};

@@ -20,8 +20,20 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::landing::LandingFile;
 use crate::{Error, Result};
+
+/// One landing file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LandingFile {
+    /// Path relative to `<landing>/<source>/`, with `/` separators: the file's identity.
+    pub rel_path: String,
+    /// Where it is read from: a local path, or the object's key in the landing bucket.
+    pub location: String,
+    pub size: u64,
+    /// Its content's version when listed (a local file's size and modification time, an
+    /// object's ETag): a file whose version changed after it was taken is taken again.
+    pub version: String,
+}
 
 /// The landing zone's root.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
