@@ -178,27 +178,6 @@ impl Landing {
             .collect())
     }
 
-    /// Checks the location can be read: the local directory exists, the bucket answers.
-    pub async fn check(&self) -> Result<()> {
-        match self {
-            Landing::Local(dir) if dir.is_dir() => Ok(()),
-            Landing::Local(dir) => Err(Error::Usage(format!(
-                "landing directory {} does not exist (cryptolake init creates it; set [landing] \
-                 path, --landing or CRYPTOLAKE_LANDING)",
-                dir.display()
-            ))),
-            Landing::S3 { prefix, .. } => {
-                let store = self.store()?;
-                let path = StorePath::from(prefix.as_str());
-                store
-                    .list_with_delimiter(Some(&path))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| storage_error(format!("reading landing {}", self.url()), e))
-            }
-        }
-    }
-
     /// One file's bytes, as stored (compressed or not).
     pub async fn read(&self, file: &LandingFile) -> Result<Vec<u8>> {
         match self {
