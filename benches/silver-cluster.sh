@@ -47,15 +47,7 @@ measure() {
     start="$(date +%s.%N)"
     "$bin" -c "$work/$project/cryptolake.toml" run silver "$@" -o json >"$work/$project.json"
     end="$(date +%s.%N)"
-    python3 - "$work/$project.json" "$start" "$end" "$project $*" <<'EOF'
-import json, sys
-summary = json.load(open(sys.argv[1]))[0]
-secs = float(sys.argv[3]) - float(sys.argv[2])
-records = sum(s["records"] for s in summary["sources"].values())
-rows = sum(t["rows_out"] for t in summary["tables"].values())
-print(f"{sys.argv[4]:<40} {records:>10,} records  {secs:7.2f} s wall  "
-      f"{records / secs:>10,.0f} records/s  {rows:,} rows written")
-EOF
+    python3 benches/run-figures.py "$work/$project.json" "$start" "$end" "$project $*"
 }
 
 echo "silver on $minutes minutes x $symbols symbols of generated data"

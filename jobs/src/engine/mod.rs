@@ -130,6 +130,10 @@ pub async fn collect(
             Err(e) if attempt < attempts && e.retryable() => {
                 tracing::warn!(attempt, error = %e, "cluster run failed; running it again");
                 attempt += 1;
+                if let Engine::Cluster(cluster) = engine {
+                    // A restarted scheduler has no executors until their next heartbeat.
+                    rest::wait_for_executors(cluster, READY_TIMEOUT).await;
+                }
             }
             Err(e) => return Err(e),
         }
@@ -152,11 +156,16 @@ async fn run(ctx: &SessionContext, plan: LogicalPlan, cluster: bool) -> Result<V
         .map_err(unwrap)
 }
 
-/// Runs a plan on the cluster while watching its executors. Ballista 53 does not always finish
+/// How long a run waits, before running a failed job again, for the cluster to have executors.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs a plan on the cluster while watching the cluster. Ballista 53 does not always finish
 /// a job that lost an executor: it resets the lost tasks but may never run them again, and the
-/// job hangs. So when an executor that was there at the start disappears (the scheduler drops
-/// it after `executor_timeout_secs` without a heartbeat), the job is cancelled and reported as
-/// a retryable failure, and the caller runs it again on the executors left.
+/// job hangs. A restarted scheduler forgets its jobs, and its client then waits on a job that
+/// no longer exists. So when an executor that was there at the start disappears (the
+/// scheduler drops it after `executor_timeout_secs` without a heartbeat), or the scheduler
+/// starts again, the job is cancelled and reported as a retryable failure, and the caller runs
+/// it again on the cluster left.
 async fn run_watched(
     ctx: &SessionContext,
     plan: LogicalPlan,
@@ -172,37 +181,71 @@ async fn run_watched(
         .config_mut()
         .options_mut()
         .set(ballista_core::config::BALLISTA_JOB_NAME, &name)?;
-    let before = rest::executor_ids(cluster).await?;
+    let before = Watched {
+        executors: rest::executor_ids(cluster).await?,
+        started: rest::scheduler_started(cluster).await?,
+    };
     let job = run(ctx, plan, true);
     tokio::pin!(job);
     loop {
         // The poll runs beside the job: a slow REST API never delays the job's own result.
         let lost = tokio::select! {
             result = &mut job => return result,
-            lost = lost_executor(cluster, &before) => lost,
+            lost = before.lost(cluster) => lost,
         };
         let Some(lost) = lost else {
             continue;
         };
-        tracing::warn!(executor = %lost, job = %name, "an executor was lost mid-job; cancelling the job");
-        if let Err(e) = rest::cancel_job(cluster, &name).await {
-            tracing::warn!(error = %e, "could not cancel the job");
+        tracing::warn!(job = %name, "{lost}; giving up on the job");
+        if let Lost::Executor(_) = lost {
+            if let Err(e) = rest::cancel_job(cluster, &name).await {
+                tracing::warn!(error = %e, "could not cancel the job");
+            }
+            // Let the client see the cancellation, but never wait on a job that hangs.
+            let _ = tokio::time::timeout(Duration::from_secs(30), &mut job).await;
         }
-        // Let the client see the cancellation, but never wait on a job that hangs.
-        let _ = tokio::time::timeout(Duration::from_secs(30), &mut job).await;
-        return Err(Error::Cluster(format!(
-            "executor {lost} was lost during job {name}"
-        )));
+        return Err(Error::Cluster(format!("{lost} during job {name}")));
     }
 }
 
-/// After a second, an executor of `before` the scheduler no longer has. A failed poll says
-/// nothing about the executors: the job's own result will tell.
-async fn lost_executor(
-    cluster: &ClusterSettings,
-    before: &std::collections::BTreeSet<String>,
-) -> Option<String> {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let now = rest::executor_ids(cluster).await.ok()?;
-    before.difference(&now).next().cloned()
+/// What the cluster was when a job started.
+struct Watched {
+    executors: std::collections::BTreeSet<String>,
+    /// The scheduler's start time (ms since the epoch): another one means it restarted.
+    started: u64,
+}
+
+/// What a running job lost.
+enum Lost {
+    Executor(String),
+    /// The scheduler started again (its start times, before and now): its jobs are gone, so
+    /// there is nothing to cancel.
+    Scheduler(u64, u64),
+}
+
+impl std::fmt::Display for Lost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lost::Executor(id) => write!(f, "executor {id} was lost"),
+            Lost::Scheduler(was, now) => write!(
+                f,
+                "the scheduler restarted (started at {now} ms since the epoch, not {was})"
+            ),
+        }
+    }
+}
+
+impl Watched {
+    /// After a second, what the job lost since it started. A failed poll says nothing (the
+    /// scheduler may be busy or starting): the job's own result will tell.
+    async fn lost(&self, cluster: &ClusterSettings) -> Option<Lost> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let started = rest::scheduler_started(cluster).await.ok()?;
+        if started != self.started {
+            return Some(Lost::Scheduler(self.started, started));
+        }
+        let now = rest::executor_ids(cluster).await.ok()?;
+        let lost = self.executors.difference(&now).next()?;
+        Some(Lost::Executor(lost.clone()))
+    }
 }

@@ -46,6 +46,30 @@ pub async fn executor_ids(cluster: &ClusterSettings) -> Result<BTreeSet<String>>
         .collect())
 }
 
+/// When the scheduler started (ms since the epoch, Ballista's `GET /api/state`): a scheduler
+/// that restarted has forgotten its jobs.
+pub async fn scheduler_started(cluster: &ClusterSettings) -> Result<u64> {
+    let state = get(cluster, "/api/state").await?;
+    state["started"].as_u64().ok_or_else(|| {
+        Error::Cluster(format!(
+            "the scheduler at {} did not say when it started: {state}",
+            cluster.url
+        ))
+    })
+}
+
+/// Waits, up to `timeout`, until the scheduler answers and has an executor. Returns either
+/// way: the next call says what is wrong, if something still is.
+pub async fn wait_for_executors(cluster: &ClusterSettings, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if executor_ids(cluster).await.is_ok_and(|ids| !ids.is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Cancels the queued or running job named `name` (Ballista's REST API: `PATCH /api/job/ID`).
 pub async fn cancel_job(cluster: &ClusterSettings, name: &str) -> Result<()> {
     let jobs = get(cluster, "/api/jobs").await?;
