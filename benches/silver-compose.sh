@@ -3,7 +3,7 @@
 # against in-process, on the same generated data; and how long a container takes from a cold
 # start to healthy.
 #
-#   benches/silver-compose.sh [MINUTES] [SYMBOLS] [--debug]     (defaults 720 and 12)
+#   benches/silver-compose.sh [MINUTES] [SYMBOLS] [--debug]     (defaults 720 and 12; at most 24 symbols)
 #
 # Builds the release binary and the images from it (docker/build.sh --release; --debug takes
 # the debug binary the tests built instead, whose figures say nothing about speed). For each
