@@ -163,9 +163,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// a job that lost an executor: it resets the lost tasks but may never run them again, and the
 /// job hangs. A restarted scheduler forgets its jobs, and its client then waits on a job that
 /// no longer exists. So when an executor that was there at the start disappears (the
-/// scheduler drops it after `executor_timeout_secs` without a heartbeat), or the scheduler
-/// starts again, the job is cancelled and reported as a retryable failure, and the caller runs
-/// it again on the cluster left.
+/// scheduler drops it after `executor_timeout_secs` without a heartbeat), the job is cancelled;
+/// when the scheduler starts again, there is nothing left to cancel. Either way the job is
+/// reported as a retryable failure, and the caller runs it again on the cluster left.
 async fn run_watched(
     ctx: &SessionContext,
     plan: LogicalPlan,
