@@ -206,6 +206,41 @@ impl Landing {
         }
     }
 
+    /// Opens one file to read as stored (compressed or not), for blocking code: a local file,
+    /// or an object's body as it arrives (read on the blocking pool while the runtime fetches
+    /// the next part; an error fetching it comes out of `read` as an `io::Error` wrapping this
+    /// crate's [`Error`]). Memory stays at a few parts of the body, whatever its size.
+    pub async fn open(&self, file: &LandingFile) -> Result<Box<dyn std::io::Read + Send>> {
+        match self {
+            Landing::Local(_) => {
+                let path = PathBuf::from(&file.location);
+                let opened = tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&path)
+                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("opening task failed: {e}")))??;
+                Ok(Box::new(opened))
+            }
+            Landing::S3 { bucket, .. } => {
+                let store = self.store()?;
+                let path = StorePath::from(file.location.as_str());
+                let context = format!("reading s3://{bucket}/{path}");
+                let got = store
+                    .get(&path)
+                    .await
+                    .map_err(|e| storage_error(context.clone(), e))?;
+                let (tx, rx) = tokio::sync::mpsc::channel(8);
+                tokio::spawn(forward_body(got.into_stream(), context, tx));
+                Ok(Box::new(BodyReader {
+                    rx,
+                    current: bytes::Bytes::new(),
+                    ended: false,
+                }))
+            }
+        }
+    }
+
     /// Writes `<root>/<source>/<rel_path>` (the generator's files; a local file appears whole,
     /// by rename).
     pub async fn put(&self, source: &str, rel_path: &str, bytes: Vec<u8>) -> Result<()> {
@@ -240,6 +275,60 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The object store's failure as ours: a missing bucket or key, or refused credentials, is the
 /// user's to fix (usage); anything else (the endpoint unreachable, a 5xx) may pass.
+/// A part of an object's body, or its end: a body whose sender went away without `End`
+/// was cut short, never complete.
+enum BodyPart {
+    Bytes(bytes::Bytes),
+    End,
+}
+
+async fn forward_body(
+    mut body: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    context: String,
+    tx: tokio::sync::mpsc::Sender<Result<BodyPart>>,
+) {
+    loop {
+        let part = match body.try_next().await {
+            Ok(Some(bytes)) => Ok(BodyPart::Bytes(bytes)),
+            Ok(None) => Ok(BodyPart::End),
+            Err(e) => Err(storage_error(context.clone(), e)),
+        };
+        let last = !matches!(part, Ok(BodyPart::Bytes(_)));
+        if tx.send(part).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// An object's body for blocking readers, fed by [`forward_body`].
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<Result<BodyPart>>,
+    current: bytes::Bytes,
+    ended: bool,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() && !self.ended {
+            match self.rx.blocking_recv() {
+                Some(Ok(BodyPart::Bytes(bytes))) => self.current = bytes,
+                Some(Ok(BodyPart::End)) => self.ended = true,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the object's body stopped before its end",
+                    ));
+                }
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
 fn storage_error(context: String, e: object_store::Error) -> Error {
     let text = e.to_string();
     let usage = matches!(

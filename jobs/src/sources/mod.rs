@@ -1,10 +1,11 @@
-//! Sources: landing files (local directories), Kafka topics, their record formats, and the
+//! Sources: landing files (local directories or S3), Kafka topics, their record formats, and the
 //! bronze tables silver reads.
 
 pub mod bronze;
 pub mod kafka;
 pub mod kafka_config;
 pub mod landing;
+pub mod landing_stream;
 pub mod records;
 
 use cryptolake_catalog::layout::{self, LANDING_SOURCES};

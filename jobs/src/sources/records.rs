@@ -69,23 +69,22 @@ impl RecordDecoder {
     pub fn decode<'a>(&self, piece: &Piece<'a>, out: &mut Vec<Record<'a>>) {
         match piece {
             Piece::Malformed(text) => out.push(Record::Raw(Cow::Owned(text.clone()))),
-            Piece::Json(value) => self.expand(value, &[], true, out),
+            Piece::Json(text) => self.expand(text, &[], true, out),
         }
     }
 
     fn expand<'a>(
         &self,
-        value: &'a RawValue,
+        text: &'a str,
         inherited: &[(Cow<'a, str>, &'a RawValue)],
         top: bool,
         out: &mut Vec<Record<'a>>,
     ) {
-        let text = value.get();
         if top && text.starts_with('[') {
             match serde_json::from_str::<Vec<&'a RawValue>>(text) {
                 Ok(items) => items
                     .into_iter()
-                    .for_each(|v| self.expand(v, inherited, false, out)),
+                    .for_each(|v| self.expand(v.get(), inherited, false, out)),
                 Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
             }
             return;
@@ -97,10 +96,10 @@ impl RecordDecoder {
         if let Some(data) = object.get("data") {
             let envelope: Vec<_> = scalars(&object, &["data"]);
             if data.get().starts_with('[') {
-                return self.expand(data, &envelope, true, out);
+                return self.expand(data.get(), &envelope, true, out);
             }
             if data.get().starts_with('{') {
-                return self.expand(data, &envelope, false, out);
+                return self.expand(data.get(), &envelope, false, out);
             }
         }
         if self.source == "alpaca_quotes"
