@@ -1,6 +1,8 @@
 //! Keys already in a silver table, loaded one `(symbol, day)` partition at a time, only for the
 //! partitions new rows fall into. Memory holds 128-bit key fingerprints (16 bytes a row), never
-//! rows, so a false "duplicate" needs a 128-bit collision.
+//! rows, so a false "duplicate" needs a 128-bit collision; past [`KEYS_IN_MEMORY`] the least
+//! recently used partitions' keys go to a spill file, so memory stays bounded however many rows
+//! a run reads (input in time order touches few partitions at once).
 //!
 //! Fingerprints cross processes (stage one computes them, the shuffle carries them, the sink
 //! compares them with keys hashed from the table), so every process must agree on them,
@@ -68,13 +70,31 @@ impl Fingerprint {
     }
 }
 
-/// A key set over one table, filled lazily per partition.
+/// Key fingerprints a task holds in memory (about 20 bytes each with the hash table's own)
+/// before it moves the least recently used partitions' keys to a spill file: 2 Mi keys, about
+/// 40 MiB, so dedup memory does not grow with the rows a run reads.
+pub const KEYS_IN_MEMORY: usize = 2 << 20;
+
+/// One partition's keys: in memory, or in a spill file (an unnamed temporary file, gone when
+/// it is closed, also when the process dies) as 16-byte little-endian fingerprints.
+#[derive(Debug)]
+enum Part {
+    InMemory { keys: HashSet<u128>, used: u64 },
+    Spilled { file: std::fs::File, count: usize },
+}
+
+/// A key set over one table, filled lazily per partition: a partition's keys are loaded from
+/// the table's files the first time a row falls into it, and kept (in memory or spilled) for
+/// the rest of the run, with the keys the run adds.
 #[derive(Debug)]
 pub struct KeyIndex {
     table: Option<Table>,
     files: HashMap<PartitionKey, Vec<DataFile>>,
-    loaded: HashSet<PartitionKey>,
-    keys: HashSet<u128>,
+    parts: HashMap<PartitionKey, Part>,
+    /// Keys in memory, over every partition.
+    held: usize,
+    max_held: usize,
+    clock: u64,
     columns: &'static [&'static str],
     batch_size: usize,
 }
@@ -97,11 +117,20 @@ impl KeyIndex {
         Ok(Self {
             table,
             files,
-            loaded: HashSet::new(),
-            keys: HashSet::new(),
+            parts: HashMap::new(),
+            held: 0,
+            max_held: KEYS_IN_MEMORY,
+            clock: 0,
             columns,
             batch_size,
         })
+    }
+
+    /// Holds at most `keys` in memory (beyond one partition's own): tests spill with a few.
+    #[cfg(test)]
+    fn with_max_keys(mut self, keys: usize) -> Self {
+        self.max_held = keys.max(1);
+        self
     }
 
     /// Inserts a key fingerprint (in partition `part`); false when it was already present.
@@ -112,30 +141,137 @@ impl KeyIndex {
         key: u128,
         extract: impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<bool> {
-        if !self.loaded.contains(part) {
-            self.load(part, &extract).await?;
+        self.clock += 1;
+        if !matches!(self.parts.get(part), Some(Part::InMemory { .. })) {
+            self.bring_in(part, &extract).await?;
         }
-        Ok(self.keys.insert(key))
+        let Some(Part::InMemory { keys, used }) = self.parts.get_mut(part) else {
+            return Err(crate::Error::Internal(
+                "a dedup partition is not in memory".into(),
+            ));
+        };
+        *used = self.clock;
+        let new = keys.insert(key);
+        if new {
+            self.held += 1;
+            if self.held > self.max_held {
+                self.spill_others(part)?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Puts a partition's keys in memory: from its spill file, or (the first time) from the
+    /// table's files in it.
+    async fn bring_in(
+        &mut self,
+        part: &PartitionKey,
+        extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
+    ) -> Result<()> {
+        let keys = match self.parts.remove(part) {
+            Some(Part::Spilled { file, count }) => read_spilled(file, count)?,
+            Some(Part::InMemory { keys, .. }) => {
+                self.held -= keys.len();
+                keys
+            }
+            None => self.load(part, extract).await?,
+        };
+        self.held += keys.len();
+        let used = self.clock;
+        self.parts
+            .insert(part.clone(), Part::InMemory { keys, used });
+        if self.held > self.max_held {
+            self.spill_others(part)?;
+        }
+        Ok(())
+    }
+
+    /// Spills the least recently used partitions other than `keep` until a quarter of the
+    /// budget is free (so that spills come in runs, not one per row).
+    fn spill_others(&mut self, keep: &PartitionKey) -> Result<()> {
+        while self.held > self.max_held - self.max_held / 4 {
+            let oldest = self
+                .parts
+                .iter()
+                .filter_map(|(p, part)| match part {
+                    Part::InMemory { used, .. } if p != keep => Some((*used, p)),
+                    _ => None,
+                })
+                .min()
+                .map(|(_, p)| p.clone());
+            let Some(oldest) = oldest else {
+                // One partition alone is over the budget: it stays in memory.
+                return Ok(());
+            };
+            if let Some(Part::InMemory { keys, .. }) = self.parts.remove(&oldest) {
+                self.held -= keys.len();
+                let spilled = write_spilled(&keys)?;
+                self.parts.insert(oldest, spilled);
+            }
+        }
+        Ok(())
     }
 
     async fn load(
         &mut self,
         part: &PartitionKey,
         extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
-    ) -> Result<()> {
-        self.loaded.insert(part.clone());
+    ) -> Result<HashSet<u128>> {
+        let mut keys = HashSet::new();
         let (Some(table), Some(files)) = (&self.table, self.files.remove(part)) else {
-            return Ok(());
+            return Ok(keys);
         };
+        let rows: u64 = files.iter().map(|f| f.record_count()).sum();
+        keys.reserve(usize::try_from(rows).unwrap_or(0));
         let tasks = scan::tasks_for_files(table, &files, Some(self.columns))?;
         let mut stream = scan::read(table, tasks, self.batch_size)?;
         while let Some(batch) = stream.try_next().await? {
             for row in 0..batch.num_rows() {
-                self.keys.insert(extract(&batch, row));
+                keys.insert(extract(&batch, row));
             }
         }
-        Ok(())
+        Ok(keys)
     }
+}
+
+// Spill files are written and read on the task's own thread: a partition's keys are a few
+// megabytes, written once and read back only when late rows return to it.
+fn write_spilled(keys: &HashSet<u128>) -> Result<Part> {
+    use std::io::Write;
+    let error = |e| crate::Error::io("spilling dedup keys to a temporary file", e);
+    let mut file = tempfile::tempfile().map_err(error)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut file);
+    for key in keys {
+        out.write_all(&key.to_le_bytes()).map_err(error)?;
+    }
+    out.flush().map_err(error)?;
+    drop(out);
+    Ok(Part::Spilled {
+        file,
+        count: keys.len(),
+    })
+}
+
+fn read_spilled(mut file: std::fs::File, count: usize) -> Result<HashSet<u128>> {
+    use std::io::{Read, Seek};
+    let error = |e| crate::Error::io("reading spilled dedup keys back", e);
+    file.rewind().map_err(error)?;
+    let mut bytes = Vec::with_capacity(count * 16);
+    file.read_to_end(&mut bytes).map_err(error)?;
+    if bytes.len() != count * 16 {
+        return Err(crate::Error::Internal(format!(
+            "a dedup spill file holds {} bytes, not the {} of its {count} keys",
+            bytes.len(),
+            count * 16
+        )));
+    }
+    let mut keys = HashSet::with_capacity(count);
+    for chunk in bytes.chunks_exact(16) {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(chunk);
+        keys.insert(u128::from_le_bytes(key));
+    }
+    Ok(keys)
 }
 
 /// The fingerprint of a quote's key `(source, symbol, event_time)`.
@@ -167,6 +303,52 @@ pub fn trade_key(batch: &arrow::array::RecordBatch, row: usize) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn part(symbol: &str) -> PartitionKey {
+        (symbol.to_string(), 20_454)
+    }
+
+    fn never(_: &arrow::array::RecordBatch, _: usize) -> u128 {
+        unreachable!("no table to read")
+    }
+
+    #[tokio::test]
+    async fn spilled_partitions_still_know_their_keys() {
+        let mut index = KeyIndex::new(None, &["trade_id"], 8)
+            .await
+            .unwrap()
+            .with_max_keys(8);
+        for symbol in ["A", "B", "C"] {
+            for key in 0..6u128 {
+                assert!(index.insert(&part(symbol), key, never).await.unwrap());
+            }
+        }
+        // A and B went to spill files as C filled: memory holds C's keys, under the budget.
+        assert!(matches!(
+            index.parts[&part("A")],
+            Part::Spilled { count: 6, .. }
+        ));
+        assert!(matches!(
+            index.parts[&part("B")],
+            Part::Spilled { count: 6, .. }
+        ));
+        assert_eq!(index.held, 6);
+        // A late row for A is still a duplicate, a new key in it is new, and C's stay known.
+        assert!(!index.insert(&part("A"), 3, never).await.unwrap());
+        assert!(index.insert(&part("A"), 6, never).await.unwrap());
+        assert!(!index.insert(&part("C"), 5, never).await.unwrap());
+        assert!(!index.insert(&part("B"), 0, never).await.unwrap());
+        let held: usize = index
+            .parts
+            .values()
+            .map(|p| match p {
+                Part::InMemory { keys, .. } => keys.len(),
+                Part::Spilled { .. } => 0,
+            })
+            .sum();
+        assert_eq!(held, index.held);
+        assert!(index.held <= 8 + 7);
+    }
 
     #[test]
     fn fingerprints_tell_keys_apart_and_repeat() {
