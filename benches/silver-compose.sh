@@ -5,11 +5,11 @@
 #
 #   benches/silver-compose.sh [MINUTES] [SYMBOLS] [--debug]     (defaults 720 and 12; at most 24 symbols)
 #
-# Builds the release binary and the images from it (docker/build.sh --release; --debug takes
-# the debug binary the tests built instead, whose figures say nothing about speed). For each
-# cluster size: brings the cluster up, generates MINUTES of data into its S3 landing (the same
-# seed every time), runs ingest-files, then times `run silver` while sampling `docker stats`;
-# prints records/s and each container's peak memory as docker stats saw it, and the peak the
+# Builds the image binary (the `image` profile: release code with LTO) and the images from it
+# (docker/build.sh --release; --debug takes the debug binary the tests built instead, whose
+# figures say nothing about speed). For each cluster size: brings the cluster up, generates
+# MINUTES of data into its S3 landing (the same seed every time), runs ingest-files,
+# then times `run silver` while sampling `docker stats`; prints records/s and each container's peak memory as docker stats saw it, and the peak the
 # kernel recorded for the container (cgroup `memory.max_usage_in_bytes` or `memory.peak`,
 # page cache included). Then the same in-process, with the same binary, data in a local
 # project. Checks that every run wrote the same silver rows.
