@@ -177,6 +177,7 @@ impl ExecutionPlan for SilverSinkExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        let disk = context.runtime_env().disk_manager.clone();
         let mut input = self.input.execute(partition, context)?;
         let spec = self.spec.clone();
         let tables = self.tables.clone();
@@ -184,7 +185,7 @@ impl ExecutionPlan for SilverSinkExec {
             crate::job::fault::maybe_crash_async("silver", "sink")
                 .await
                 .map_err(df_err)?;
-            let mut sink = SilverSink::new(&tables, spec.target_file_size, spec.batch_size)
+            let mut sink = SilverSink::new(&tables, spec.target_file_size, spec.batch_size, disk)
                 .await
                 .map_err(df_err)?;
             while let Some(batch) = input.next().await {

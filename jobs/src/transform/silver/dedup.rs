@@ -1,8 +1,8 @@
 //! Keys already in a silver table, loaded one `(symbol, day)` partition at a time, only for the
 //! partitions new rows fall into. Memory holds 128-bit key fingerprints (16 bytes a row), never
-//! rows, so a false "duplicate" needs a 128-bit collision; past [`KEYS_IN_MEMORY`] the least
-//! recently used partitions' keys go to a spill file, so memory stays bounded however many rows
-//! a run reads (input in time order touches few partitions at once).
+//! rows, so a false "duplicate" needs a 128-bit collision; past [`KEYS_IN_MEMORY`], between
+//! batches, the least recently used partitions' keys go to a spill file, so memory stays
+//! bounded by what a batch touches however many rows a run reads.
 //!
 //! Fingerprints cross processes (stage one computes them, the shuffle carries them, the sink
 //! compares them with keys hashed from the table), so every process must agree on them,
@@ -15,15 +15,17 @@
 //! its 8 little-endian bytes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampMicrosecondType;
+use datafusion::execution::disk_manager::{DiskManager, RefCountedTempFile};
 use futures::TryStreamExt;
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 
-use crate::Result;
 use crate::iceberg::scan;
+use crate::{Error, Result};
 
 /// `(symbol, day since epoch)`: the partition of every silver table.
 pub type PartitionKey = (String, i32);
@@ -70,22 +72,24 @@ impl Fingerprint {
     }
 }
 
-/// Key fingerprints a task holds in memory (about 20 bytes each with the hash table's own)
-/// before it moves the least recently used partitions' keys to a spill file: 2 Mi keys, about
-/// 40 MiB, so dedup memory does not grow with the rows a run reads.
+/// Key fingerprints one index holds in memory (each costs 19 to 39 bytes with the hash table's
+/// own, by how full it is) before it moves the least recently used partitions' keys to its
+/// spill file: 2 Mi keys, 40 to 80 MiB, so dedup memory does not grow with the rows a run reads.
 pub const KEYS_IN_MEMORY: usize = 2 << 20;
 
-/// One partition's keys: in memory, or in a spill file (an unnamed temporary file, gone when
-/// it is closed, also when the process dies) as 16-byte little-endian fingerprints.
+/// One partition's keys: in memory, or `count` 16-byte little-endian fingerprints at `offset`
+/// in the index's spill file.
 #[derive(Debug)]
 enum Part {
     InMemory { keys: HashSet<u128>, used: u64 },
-    Spilled { file: std::fs::File, count: usize },
+    Spilled { offset: u64, count: usize },
 }
 
 /// A key set over one table, filled lazily per partition: a partition's keys are loaded from
-/// the table's files the first time a row falls into it, and kept (in memory or spilled) for
-/// the rest of the run, with the keys the run adds.
+/// the table's files the first time a row falls into it, and kept for the rest of the run with
+/// the keys the run adds, in memory or spilled. The budget is enforced between batches
+/// ([`KeyIndex::release`]), never within one, so the partitions a batch touches are never
+/// spilled and read back row by row.
 #[derive(Debug)]
 pub struct KeyIndex {
     table: Option<Table>,
@@ -94,17 +98,23 @@ pub struct KeyIndex {
     /// Keys in memory, over every partition.
     held: usize,
     max_held: usize,
+    /// Ticks at each insert; a partition last used before `batch_start` is not in this batch.
     clock: u64,
+    batch_start: u64,
+    disk: Arc<DiskManager>,
+    spill: Option<SpillFile>,
     columns: &'static [&'static str],
     batch_size: usize,
 }
 
 impl KeyIndex {
-    /// Indexes the live files of `table` (as of now) by partition. `columns` are the key columns.
+    /// Indexes the live files of `table` (as of now) by partition. `columns` are the key
+    /// columns; spilled keys go to a file of `disk` (an executor's work directory).
     pub async fn new(
         table: Option<Table>,
         columns: &'static [&'static str],
         batch_size: usize,
+        disk: Arc<DiskManager>,
     ) -> Result<Self> {
         let mut files: HashMap<PartitionKey, Vec<DataFile>> = HashMap::new();
         if let Some(t) = &table {
@@ -121,15 +131,18 @@ impl KeyIndex {
             held: 0,
             max_held: KEYS_IN_MEMORY,
             clock: 0,
+            batch_start: 0,
+            disk,
+            spill: None,
             columns,
             batch_size,
         })
     }
 
-    /// Holds at most `keys` in memory (beyond one partition's own): tests spill with a few.
+    /// Holds at most `keys` in memory between batches: tests spill with a few.
     #[cfg(test)]
     fn with_max_keys(mut self, keys: usize) -> Self {
-        self.max_held = keys.max(1);
+        self.max_held = keys;
         self
     }
 
@@ -146,33 +159,55 @@ impl KeyIndex {
             self.bring_in(part, &extract).await?;
         }
         let Some(Part::InMemory { keys, used }) = self.parts.get_mut(part) else {
-            return Err(crate::Error::Internal(
-                "a dedup partition is not in memory".into(),
-            ));
+            return Err(Error::Internal("a dedup partition is not in memory".into()));
         };
         *used = self.clock;
         let new = keys.insert(key);
-        if new {
-            self.held += 1;
-            if self.held > self.max_held {
-                self.spill_others(part)?;
-            }
-        }
+        self.held += usize::from(new);
         Ok(new)
     }
 
-    /// Puts a partition's keys in memory: from its spill file, or (the first time) from the
-    /// table's files in it.
+    /// Ends a batch: while over the budget, spills the least recently used partitions the
+    /// batch did not touch.
+    pub fn release(&mut self) -> Result<()> {
+        let mut idle: Vec<(u64, PartitionKey)> = Vec::new();
+        if self.held > self.max_held {
+            idle = self
+                .parts
+                .iter()
+                .filter_map(|(p, part)| match part {
+                    Part::InMemory { used, .. } if *used <= self.batch_start => {
+                        Some((*used, p.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            idle.sort_unstable();
+        }
+        for (_, part) in idle {
+            if self.held <= self.max_held {
+                break;
+            }
+            self.spill_part(part)?;
+        }
+        self.batch_start = self.clock;
+        Ok(())
+    }
+
+    /// Puts a partition's keys in memory: from the spill file, or (the first time) from the
+    /// table's files in it. The partition's entry changes only once its keys are read.
     async fn bring_in(
         &mut self,
         part: &PartitionKey,
         extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<()> {
-        let keys = match self.parts.remove(part) {
-            Some(Part::Spilled { file, count }) => read_spilled(file, count)?,
-            Some(Part::InMemory { keys, .. }) => {
-                self.held -= keys.len();
-                keys
+        let keys = match self.parts.get(part) {
+            Some(Part::InMemory { .. }) => return Ok(()),
+            Some(Part::Spilled { offset, count }) => {
+                let spill = self.spill.as_ref().ok_or_else(|| {
+                    Error::Internal("a dedup partition is spilled without a spill file".into())
+                })?;
+                spill.read(*offset, *count)?
             }
             None => self.load(part, extract).await?,
         };
@@ -180,50 +215,37 @@ impl KeyIndex {
         let used = self.clock;
         self.parts
             .insert(part.clone(), Part::InMemory { keys, used });
-        if self.held > self.max_held {
-            self.spill_others(part)?;
-        }
+        self.files.remove(part);
         Ok(())
     }
 
-    /// Spills the least recently used partitions other than `keep` until a quarter of the
-    /// budget is free (so that spills come in runs, not one per row).
-    fn spill_others(&mut self, keep: &PartitionKey) -> Result<()> {
-        while self.held > self.max_held - self.max_held / 4 {
-            let oldest = self
-                .parts
-                .iter()
-                .filter_map(|(p, part)| match part {
-                    Part::InMemory { used, .. } if p != keep => Some((*used, p)),
-                    _ => None,
-                })
-                .min()
-                .map(|(_, p)| p.clone());
-            let Some(oldest) = oldest else {
-                // One partition alone is over the budget: it stays in memory.
-                return Ok(());
-            };
-            if let Some(Part::InMemory { keys, .. }) = self.parts.remove(&oldest) {
-                self.held -= keys.len();
-                let spilled = write_spilled(&keys)?;
-                self.parts.insert(oldest, spilled);
-            }
+    fn spill_part(&mut self, part: PartitionKey) -> Result<()> {
+        let Some(Part::InMemory { keys, .. }) = self.parts.get(&part) else {
+            return Ok(());
+        };
+        if self.spill.is_none() {
+            self.spill = Some(SpillFile::create(&self.disk)?);
         }
+        let spill = self.spill.as_mut().expect("created above");
+        let (offset, count) = (spill.append(keys)?, keys.len());
+        self.held -= count;
+        self.parts.insert(part, Part::Spilled { offset, count });
         Ok(())
     }
 
+    /// The keys of the table's files in `part` (none when it has no files there).
     async fn load(
-        &mut self,
+        &self,
         part: &PartitionKey,
         extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<HashSet<u128>> {
         let mut keys = HashSet::new();
-        let (Some(table), Some(files)) = (&self.table, self.files.remove(part)) else {
+        let (Some(table), Some(files)) = (&self.table, self.files.get(part)) else {
             return Ok(keys);
         };
         let rows: u64 = files.iter().map(|f| f.record_count()).sum();
         keys.reserve(usize::try_from(rows).unwrap_or(0));
-        let tasks = scan::tasks_for_files(table, &files, Some(self.columns))?;
+        let tasks = scan::tasks_for_files(table, files, Some(self.columns))?;
         let mut stream = scan::read(table, tasks, self.batch_size)?;
         while let Some(batch) = stream.try_next().await? {
             for row in 0..batch.num_rows() {
@@ -234,44 +256,64 @@ impl KeyIndex {
     }
 }
 
-// Spill files are written and read on the task's own thread: a partition's keys are a few
-// megabytes, written once and read back only when late rows return to it.
-fn write_spilled(keys: &HashSet<u128>) -> Result<Part> {
-    use std::io::Write;
-    let error = |e| crate::Error::io("spilling dedup keys to a temporary file", e);
-    let mut file = tempfile::tempfile().map_err(error)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut file);
-    for key in keys {
-        out.write_all(&key.to_le_bytes()).map_err(error)?;
-    }
-    out.flush().map_err(error)?;
-    drop(out);
-    Ok(Part::Spilled {
-        file,
-        count: keys.len(),
-    })
+/// An index's spilled keys: one temporary file of the task's disk manager, appended to at
+/// every spill (a partition spilled again is appended again; its old copy is dead space until
+/// the file goes, with the index). Written and read on the task's own thread: a partition's
+/// keys are a few megabytes, read back only when late rows return to it.
+#[derive(Debug)]
+struct SpillFile {
+    /// Keeps the file; removed when the index drops it.
+    _temp: RefCountedTempFile,
+    file: std::fs::File,
+    len: u64,
 }
 
-fn read_spilled(mut file: std::fs::File, count: usize) -> Result<HashSet<u128>> {
-    use std::io::{Read, Seek};
-    let error = |e| crate::Error::io("reading spilled dedup keys back", e);
-    file.rewind().map_err(error)?;
-    let mut bytes = Vec::with_capacity(count * 16);
-    file.read_to_end(&mut bytes).map_err(error)?;
-    if bytes.len() != count * 16 {
-        return Err(crate::Error::Internal(format!(
-            "a dedup spill file holds {} bytes, not the {} of its {count} keys",
-            bytes.len(),
-            count * 16
-        )));
+impl SpillFile {
+    fn create(disk: &Arc<DiskManager>) -> Result<Self> {
+        let temp = disk.create_tmp_file("silver dedup keys")?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(temp.path())
+            .map_err(|e| Error::io(format!("opening {}", temp.path().display()), e))?;
+        Ok(Self {
+            _temp: temp,
+            file,
+            len: 0,
+        })
     }
-    let mut keys = HashSet::with_capacity(count);
-    for chunk in bytes.chunks_exact(16) {
-        let mut key = [0u8; 16];
-        key.copy_from_slice(chunk);
-        keys.insert(u128::from_le_bytes(key));
+
+    /// Appends `keys`; returns where they start.
+    fn append(&mut self, keys: &HashSet<u128>) -> Result<u64> {
+        use std::io::{Seek, SeekFrom, Write};
+        let error = |e| Error::io("spilling dedup keys", e);
+        let offset = self.len;
+        self.file.seek(SeekFrom::Start(offset)).map_err(error)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut self.file);
+        for key in keys {
+            out.write_all(&key.to_le_bytes()).map_err(error)?;
+        }
+        out.flush().map_err(error)?;
+        self.len = offset + 16 * keys.len() as u64;
+        Ok(offset)
     }
-    Ok(keys)
+
+    /// The `count` keys at `offset`.
+    fn read(&self, offset: u64, count: usize) -> Result<HashSet<u128>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let error = |e| Error::io("reading spilled dedup keys back", e);
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(offset)).map_err(error)?;
+        let mut bytes = vec![0u8; count * 16];
+        file.read_exact(&mut bytes).map_err(error)?;
+        let mut keys = HashSet::with_capacity(count);
+        for chunk in bytes.chunks_exact(16) {
+            let mut key = [0u8; 16];
+            key.copy_from_slice(chunk);
+            keys.insert(u128::from_le_bytes(key));
+        }
+        Ok(keys)
+    }
 }
 
 /// The fingerprint of a quote's key `(source, symbol, event_time)`.
@@ -312,32 +354,54 @@ mod tests {
         unreachable!("no table to read")
     }
 
-    #[tokio::test]
-    async fn spilled_partitions_still_know_their_keys() {
-        let mut index = KeyIndex::new(None, &["trade_id"], 8)
+    async fn index(max_keys: usize) -> KeyIndex {
+        let disk = Arc::new(DiskManager::builder().build().unwrap());
+        KeyIndex::new(None, &["trade_id"], 8, disk)
             .await
             .unwrap()
-            .with_max_keys(8);
-        for symbol in ["A", "B", "C"] {
-            for key in 0..6u128 {
-                assert!(index.insert(&part(symbol), key, never).await.unwrap());
-            }
+            .with_max_keys(max_keys)
+    }
+
+    /// Inserts `keys` into `symbol`'s partition as one batch; returns which were new.
+    async fn batch(index: &mut KeyIndex, symbol: &str, keys: &[u128]) -> Vec<bool> {
+        let mut new = Vec::new();
+        for key in keys {
+            new.push(index.insert(&part(symbol), *key, never).await.unwrap());
         }
-        // A and B went to spill files as C filled: memory holds C's keys, under the budget.
-        assert!(matches!(
-            index.parts[&part("A")],
-            Part::Spilled { count: 6, .. }
-        ));
-        assert!(matches!(
-            index.parts[&part("B")],
-            Part::Spilled { count: 6, .. }
-        ));
-        assert_eq!(index.held, 6);
-        // A late row for A is still a duplicate, a new key in it is new, and C's stay known.
-        assert!(!index.insert(&part("A"), 3, never).await.unwrap());
-        assert!(index.insert(&part("A"), 6, never).await.unwrap());
-        assert!(!index.insert(&part("C"), 5, never).await.unwrap());
-        assert!(!index.insert(&part("B"), 0, never).await.unwrap());
+        index.release().unwrap();
+        new
+    }
+
+    fn spilled(index: &KeyIndex, symbol: &str) -> Option<usize> {
+        match index.parts.get(&part(symbol)) {
+            Some(Part::Spilled { count, .. }) => Some(*count),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn spilled_partitions_still_know_their_keys() {
+        let mut index = index(8).await;
+        assert_eq!(batch(&mut index, "A", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
+        assert_eq!(batch(&mut index, "B", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
+        // Over the budget after B's batch: A, not touched by it, went to the spill file.
+        assert_eq!((spilled(&index, "A"), index.held), (Some(6), 6));
+        assert_eq!(batch(&mut index, "C", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
+        assert_eq!((spilled(&index, "B"), index.held), (Some(6), 6));
+        // Late rows for A: a duplicate is still one, a new key is new.
+        assert_eq!(
+            batch(&mut index, "A", &[3, 6, 6]).await,
+            [false, true, false]
+        );
+        assert_eq!(
+            (spilled(&index, "A"), spilled(&index, "C")),
+            (None, Some(6))
+        );
+        assert_eq!(batch(&mut index, "B", &[0, 7]).await, [false, true]);
+        assert_eq!(batch(&mut index, "C", &[5]).await, [false]);
+        // A spilled twice (appended again) reads back its newest copy.
+        assert_eq!(spilled(&index, "A"), Some(7));
+        assert_eq!(batch(&mut index, "A", &[6, 7]).await, [false, true]);
         let held: usize = index
             .parts
             .values()
@@ -347,7 +411,26 @@ mod tests {
             })
             .sum();
         assert_eq!(held, index.held);
-        assert!(index.held <= 8 + 7);
+    }
+
+    #[tokio::test]
+    async fn the_partitions_of_one_batch_stay_in_memory_over_the_budget() {
+        let mut index = index(4).await;
+        // One batch over three partitions, 9 keys: nothing spills within it.
+        for (symbol, key) in [("A", 0), ("B", 0), ("C", 0), ("A", 1), ("B", 1), ("C", 1)] {
+            assert!(index.insert(&part(symbol), key, never).await.unwrap());
+        }
+        for symbol in ["A", "B", "C"] {
+            assert_eq!(spilled(&index, symbol), None);
+        }
+        index.release().unwrap();
+        // The next batch touches C only: A and B (least recently used first) spill.
+        assert_eq!(batch(&mut index, "C", &[2]).await, [true]);
+        assert_eq!(
+            (spilled(&index, "A"), spilled(&index, "B")),
+            (Some(2), Some(2))
+        );
+        assert_eq!(index.held, 3);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use arrow::datatypes::{
     DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimestampMicrosecondType, UInt8Type,
 };
 use cryptolake_catalog::layout;
+use datafusion::execution::disk_manager::DiskManager;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use serde::{Deserialize, Serialize};
@@ -289,8 +290,13 @@ pub struct SilverSink {
 
 impl SilverSink {
     /// `tables` are quotes, trades and quarantine as of the plan; their live files hold the
-    /// keys rows are deduplicated against.
-    pub async fn new(tables: &[Table], target_file_size: usize, batch_size: usize) -> Result<Self> {
+    /// keys rows are deduplicated against. Dedup keys past the budget spill to `disk`.
+    pub async fn new(
+        tables: &[Table],
+        target_file_size: usize,
+        batch_size: usize,
+        disk: Arc<DiskManager>,
+    ) -> Result<Self> {
         let [quotes, trades, quarantine] = tables else {
             return Err(Error::Internal("the silver sink needs three tables".into()));
         };
@@ -306,8 +312,10 @@ impl SilverSink {
         let key_columns: &[&str] = &["source", "symbol", "event_time"];
         Ok(Self {
             writers,
-            quote_keys: KeyIndex::new(Some(quotes.clone()), key_columns, batch_size).await?,
-            trade_keys: KeyIndex::new(Some(trades.clone()), &["trade_id"], batch_size).await?,
+            quote_keys: KeyIndex::new(Some(quotes.clone()), key_columns, batch_size, disk.clone())
+                .await?,
+            trade_keys: KeyIndex::new(Some(trades.clone()), &["trade_id"], batch_size, disk)
+                .await?,
             counts: SinkCounts::default(),
         })
     }
@@ -370,7 +378,8 @@ impl SilverSink {
                 .collect();
             self.write(out, wide, keep).await?;
         }
-        Ok(())
+        self.quote_keys.release()?;
+        self.trade_keys.release()
     }
 
     fn count_bad(&mut self, source: &str, trades: bool) {
