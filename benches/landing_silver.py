@@ -103,8 +103,33 @@ def check(engine, rows, total, want_rows, want_total):
 
 
 SPARK_JOB = r"""
-import sys, time
+import os, sys, time
 from pyspark.sql import SparkSession, functions as F
+
+
+def descendants_peak_mib():
+    # The JVM is a child of this process that is never waited for, so wait4 does not see it:
+    # read the peak (VmHWM) of every live descendant instead.
+    children = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            children.setdefault(int(stat[1]), []).append(int(pid))
+        except OSError:
+            pass
+    peak, todo = 0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) // 1024)
+        except OSError:
+            pass
+    return peak
+
+
 src, dst = sys.argv[1], sys.argv[2]
 spark = (SparkSession.builder.master("local[2]").appName("seed003-silver")
          .config("spark.sql.shuffle.partitions", "2")
@@ -121,7 +146,7 @@ df = (raw.select(F.concat_ws("-", "data.base", "data.currency").alias("symbol"),
 df.write.mode("overwrite").option("compression", "zstd").partitionBy("symbol", "date").parquet(dst)
 secs = time.monotonic() - t
 out = spark.read.parquet(dst).agg(F.count("*"), F.sum("price")).collect()[0]
-print(f"{secs} {out[0]} {out[1]}")
+print(f"{secs} {out[0]} {out[1]} {descendants_peak_mib()}")
 """
 
 DUCKDB_JOB = r"""
@@ -148,18 +173,19 @@ COPY (
 ) TO '{dst}' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (symbol, date))''')
 secs = time.monotonic() - t
 n, s = con.execute(f"SELECT count(*), CAST(sum(price) AS VARCHAR) FROM read_parquet('{dst}/**/*.parquet')").fetchone()
-print(f"{secs} {n} {s}")
+print(f"{secs} {n} {s} 0")
 """
 
 
 def run_other(engine, script, work, src, expect):
     """The same job in PySpark or DuckDB on the same landing files."""
-    job = work / f"{engine}.py"
+    job = work / f"job_{engine}.py"
     job.write_text(script)
     secs, rss, out = timed([sys.executable, job, str(src / "*"), str(work / f"{engine}-out")])
-    inner, n, s = out.split()[-3:]
+    inner, n, s, jvm = out.split()[-4:]
     check(engine, int(n), Decimal(s), *expect)
-    return secs, float(inner), rss
+    # Spark's memory is its JVM's; DuckDB runs in the Python process wait4 measured.
+    return secs, float(inner), max(rss, float(jvm))
 
 
 def main():

@@ -1,8 +1,9 @@
 //! Where landing files are: a local directory or an S3 prefix, `<root>/<source>/**` in both.
 //!
 //! A [`Landing`] lists a source's files with the version each has now (a local file's size and
-//! modification time; an object's ETag), reads one file's bytes (on whichever process runs the
-//! task: it carries no credentials, each process takes its own from the AWS default chain),
+//! modification time; an object's ETag), opens one file to read as a stream (on whichever
+//! process runs the task: it carries no credentials, each process takes its own from the AWS
+//! default chain),
 //! and writes files (the generator's). A location that cannot be read is an error, never an
 //! empty input: a missing landing directory or bucket stops the run.
 //!
@@ -178,34 +179,6 @@ impl Landing {
             .collect())
     }
 
-    /// One file's bytes, as stored (compressed or not).
-    pub async fn read(&self, file: &LandingFile) -> Result<Vec<u8>> {
-        match self {
-            Landing::Local(_) => {
-                let path = PathBuf::from(&file.location);
-                tokio::task::spawn_blocking(move || {
-                    std::fs::read(&path)
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))
-                })
-                .await
-                .map_err(|e| Error::Internal(format!("reading task failed: {e}")))?
-            }
-            Landing::S3 { bucket, .. } => {
-                let store = self.store()?;
-                let path = StorePath::from(file.location.as_str());
-                let got = store
-                    .get(&path)
-                    .await
-                    .map_err(|e| storage_error(format!("reading s3://{bucket}/{path}"), e))?;
-                let bytes = got
-                    .bytes()
-                    .await
-                    .map_err(|e| storage_error(format!("reading s3://{bucket}/{path}"), e))?;
-                Ok(bytes.to_vec())
-            }
-        }
-    }
-
     /// Opens one file to read as stored (compressed or not), for blocking code: a local file,
     /// or an object's body as it arrives (read on the blocking pool while the runtime fetches
     /// the next part; an error fetching it comes out of `read` as an `io::Error` wrapping this
@@ -273,8 +246,6 @@ fn write_local(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", path.display()), e))
 }
 
-/// The object store's failure as ours: a missing bucket or key, or refused credentials, is the
-/// user's to fix (usage); anything else (the endpoint unreachable, a 5xx) may pass.
 /// A part of an object's body, or its end: a body whose sender went away without `End`
 /// was cut short, never complete.
 enum BodyPart {
@@ -282,6 +253,8 @@ enum BodyPart {
     End,
 }
 
+/// Sends an object's body to its [`BodyReader`] part by part, then `End` (or the error that
+/// stopped it); stops early when the reader is gone.
 async fn forward_body(
     mut body: futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
     context: String,
@@ -329,6 +302,8 @@ impl std::io::Read for BodyReader {
     }
 }
 
+/// The object store's failure as ours: a missing bucket or key, or refused credentials, is the
+/// user's to fix (usage); anything else (the endpoint unreachable, a 5xx) may pass.
 fn storage_error(context: String, e: object_store::Error) -> Error {
     let text = e.to_string();
     let usage = matches!(
@@ -463,7 +438,10 @@ mod tests {
         let second = landing.list_source("trades", None).await.unwrap();
         assert_eq!(second[0].size, 6);
         assert_ne!(first[0].version, second[0].version);
-        assert_eq!(landing.read(&second[0]).await.unwrap(), b"{}\n{}\n");
+        let mut read = Vec::new();
+        let mut file = landing.open(&second[0]).await.unwrap();
+        std::io::Read::read_to_end(&mut file, &mut read).unwrap();
+        assert_eq!(read, b"{}\n{}\n");
         assert!(
             landing
                 .list_source("nothing", None)

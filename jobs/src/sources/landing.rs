@@ -131,7 +131,11 @@ pub fn split_spans(bytes: &[u8], last: bool) -> (Vec<Span>, usize) {
             None if !last => return (spans, before),
             None => bytes.len(),
         };
-        if bytes[start..end].iter().any(|b| !b.is_ascii_whitespace()) {
+        // Kept unless blank, as `piece` will trim it.
+        if !String::from_utf8_lossy(&bytes[start..end])
+            .trim_end()
+            .is_empty()
+        {
             spans.push(Span::Malformed(start..end));
         }
         pos = end + 1;
@@ -292,6 +296,16 @@ mod tests {
         assert_eq!(texts(b"[{\"a\":1},{\"a\":2}]"), ["[{\"a\":1},{\"a\":2}]"]);
         assert!(texts(b"").is_empty());
         assert!(texts(b"  \n").is_empty());
+    }
+
+    #[test]
+    fn a_value_run_into_text_is_kept_whole_as_malformed() {
+        // Nothing of the line is dropped: the number is not split off its trailing text.
+        assert_eq!(texts(b"123abc\n{\"a\":1}"), ["BAD:123abc", "{\"a\":1}"]);
+        // After a complete object, the text that follows is its own malformed piece.
+        assert_eq!(texts(b"{\"a\":1}x\n"), ["{\"a\":1}", "BAD:x"]);
+        // A line of Unicode spaces is blank, not a record.
+        assert_eq!(texts("\u{a0}\n{\"a\":1}".as_bytes()), ["{\"a\":1}"]);
     }
 
     #[test]

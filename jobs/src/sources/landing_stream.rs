@@ -1,5 +1,5 @@
 //! One landing file read into bronze batches as it arrives, in memory that does not grow with
-//! the file: its content is read in chunks (gunzipped as a stream when it starts with gzip's
+//! the file (only with its longest JSON value, which is held whole): its content is read in chunks (gunzipped as a stream when it starts with gzip's
 //! magic, a UTF-8 byte-order mark dropped), cut into [`Segment`]s of whole pieces by a
 //! [`Splitter`] on one blocking thread, and the segments decoded into batches on others, so
 //! that one large file keeps every core busy. The rows are those of splitting and decoding the
@@ -153,6 +153,10 @@ fn split_reader(
         let mut splitter = Splitter::default();
         let mut chunk = vec![0u8; chunk];
         loop {
+            if tx.is_closed() {
+                // Nobody reads on (the task was cancelled): stop, even inside a long value.
+                return Ok(None);
+            }
             let n = read_full(&mut text, &mut chunk).map_err(|e| read_error(location, e))?;
             if n == 0 {
                 return Ok(splitter.finish());
