@@ -75,8 +75,15 @@ const TOTAL_KEYS: [(&str, &str, &str); 3] = [
     ("total-files-size", "added-files-size", "removed-files-size"),
 ];
 
-/// From this many data manifests on, a commit merges them all into one.
-pub const MERGE_MIN_COUNT: usize = 100;
+/// From this many small data manifests on, a commit merges the small ones into one: a
+/// per-minute schedule's tables keep at most this many (plus the full ones), so a job that
+/// plans from a cold process reads a bounded number of manifests. Java Iceberg's default is 100
+/// (`commit.manifest.min-count-to-merge`); on S3 every manifest is a request.
+pub const MERGE_MIN_COUNT: usize = 16;
+
+/// A data manifest of this size or more is full: merges leave it as it is, so the bytes a
+/// merge rewrites do not grow with the table (Java Iceberg's `commit.manifest.target-size-bytes`).
+pub const MERGE_TARGET_BYTES: i64 = 8 << 20;
 
 /// What a successful commit produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,8 +316,8 @@ impl<'a> Producer<'a> {
 
     /// The base snapshot's data manifests for the new snapshot. Manifests that hold a removed
     /// file are merged into one new manifest where those files are marked deleted and the rest
-    /// stay as existing; once there are [`MERGE_MIN_COUNT`] or more, all are merged (as Java
-    /// Iceberg merges manifests on commit), so planning never reads thousands of tiny manifests;
+    /// stay as existing; once there are [`MERGE_MIN_COUNT`] or more small ones, those are merged
+    /// (as Java Iceberg merges manifests on commit), so planning never reads many tiny manifests;
     /// manifests left with no live file (a previous commit's deletions) are dropped.
     async fn carry_manifests(
         &mut self,
@@ -323,14 +330,12 @@ impl<'a> Producer<'a> {
                 Some(path) => Err(self.missing(path)),
             };
         };
-        let list = self.table.manifest_list_reader(current).load().await?;
+        let list = crate::cache::manifest_list(self.table, current).await?;
         let wanted: HashSet<&str> = removed.iter().map(String::as_str).collect();
-        let data = list
-            .entries()
-            .iter()
-            .filter(|m| m.content == ManifestContentType::Data)
-            .count();
-        let merge_all = force_merge || data >= MERGE_MIN_COUNT;
+        let small = |m: &ManifestFile| {
+            m.content == ManifestContentType::Data && m.manifest_length < MERGE_TARGET_BYTES
+        };
+        let merge_small = list.entries().iter().filter(|m| small(m)).count() >= MERGE_MIN_COUNT;
         let mut found: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
         let mut merged: Option<(ManifestWriter, usize)> = None;
@@ -344,11 +349,12 @@ impl<'a> Producer<'a> {
             if live == 0 {
                 continue;
             }
+            let merge_all = force_merge || (merge_small && small(manifest_file));
             if wanted.is_empty() && !merge_all {
                 out.push(manifest_file.clone());
                 continue;
             }
-            let manifest = manifest_file.load_manifest(self.table.file_io()).await?;
+            let manifest = crate::cache::manifest(manifest_file, self.table.file_io()).await?;
             let touched = manifest
                 .entries()
                 .iter()

@@ -384,7 +384,7 @@ impl CatalogBackend for GlueCatalog {
             .await?
             .ok_or_else(|| Error::NoSuchTable(ident.to_string()))?;
         let location = Self::metadata_location_of(ident, &table)?;
-        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        let metadata = crate::cache::metadata(&self.file_io, &location).await?;
         build_table(ident, metadata, location, &self.file_io)
     }
 
@@ -413,7 +413,7 @@ impl CatalogBackend for GlueCatalog {
         if Self::metadata_location_of(ident, &current)? != expected {
             return Err(conflict());
         }
-        let metadata = TableMetadata::read_from(&self.file_io, new_location).await?;
+        let metadata = crate::cache::metadata(&self.file_io, new_location).await?;
         let input = Self::table_input(ident, &metadata, new_location, Some(expected))?;
         let updated = self
             .client

@@ -4,6 +4,7 @@
 //! No other crate touches catalog internals.
 
 pub mod backend;
+pub mod cache;
 pub mod check;
 pub mod commit;
 pub mod config;

@@ -192,7 +192,7 @@ impl CatalogBackend for SqliteCatalog {
             .metadata_location(ident)
             .await?
             .ok_or_else(|| Error::NoSuchTable(ident.to_string()))?;
-        let metadata = TableMetadata::read_from(&self.file_io, &location).await?;
+        let metadata = crate::cache::metadata(&self.file_io, &location).await?;
         build_table(ident, metadata, location, &self.file_io)
     }
 

@@ -417,13 +417,25 @@ async fn manifests_are_merged_and_emptied_ones_dropped(#[case] catalog: Catalog)
     let h = harness(catalog).await;
     let layout = test_layout();
     let t = h.lake.ensure_table(&layout).await.unwrap();
-    let n = MERGE_MIN_COUNT + 20;
+    let n = 2 * MERGE_MIN_COUNT + 4;
     for i in 0..n {
         let c = SnapshotCommit::append(layout.ident()).add_files([file(&t, &format!("f{i}"), 1)]);
         h.lake.commit(&c).await.unwrap();
+        // Commit MERGE_MIN_COUNT + 1 merged the first MERGE_MIN_COUNT manifests into one and
+        // added its own; 2 * MERGE_MIN_COUNT merged those (the merged one is small too).
+        let want = match i + 1 {
+            c if c <= MERGE_MIN_COUNT => c,
+            c if c < 2 * MERGE_MIN_COUNT => c - MERGE_MIN_COUNT + 1,
+            c => c - 2 * MERGE_MIN_COUNT + 2,
+        };
+        assert_eq!(
+            manifest_count(&h.lake, &layout).await,
+            want,
+            "after commit {}",
+            i + 1
+        );
     }
-    // The 101st commit merged 100 manifests into one; 19 appends since added one each.
-    assert_eq!(manifest_count(&h.lake, &layout).await, 1 + 20);
+    assert_eq!(manifest_count(&h.lake, &layout).await, 6);
     assert_eq!(live(&h.lake, &layout).await.len(), n);
     // Replacing every file: the merged manifest marks them all deleted, one manifest adds.
     let c = SnapshotCommit::replace(layout.ident())

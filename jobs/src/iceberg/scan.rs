@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use cryptolake_catalog::cache;
+use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::scan::{ArrowRecordBatchStream, FileScanTask};
-use iceberg::spec::{DataFile, ManifestStatus, Operation, SnapshotRef};
+use iceberg::spec::{DataFile, Manifest, ManifestFile, ManifestStatus, Operation, SnapshotRef};
 use iceberg::table::Table;
 
 use crate::{Error, Result};
@@ -68,10 +69,14 @@ pub async fn appended_since(table: &Table, after: Option<i64>) -> Result<Vec<App
             }
         }
         let id = snapshot.snapshot_id();
-        let list = table.manifest_list_reader(&snapshot).load().await?;
+        let list = cache::manifest_list(table, &snapshot).await?;
+        let added: Vec<&ManifestFile> = list
+            .entries()
+            .iter()
+            .filter(|m| m.added_snapshot_id == id)
+            .collect();
         let mut files = Vec::new();
-        for manifest_file in list.entries().iter().filter(|m| m.added_snapshot_id == id) {
-            let manifest = manifest_file.load_manifest(table.file_io()).await?;
+        for manifest in manifests(table, added).await? {
             files.extend(
                 manifest
                     .entries()
@@ -147,10 +152,9 @@ pub async fn live_data_files(table: &Table) -> Result<Vec<DataFile>> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(Vec::new());
     };
-    let list = table.manifest_list_reader(snapshot).load().await?;
+    let list = cache::manifest_list(table, snapshot).await?;
     let mut out = Vec::new();
-    for manifest_file in list.entries() {
-        let manifest = manifest_file.load_manifest(table.file_io()).await?;
+    for manifest in manifests(table, list.entries()).await? {
         out.extend(
             manifest
                 .entries()
@@ -160,6 +164,42 @@ pub async fn live_data_files(table: &Table) -> Result<Vec<DataFile>> {
         );
     }
     Ok(out)
+}
+
+/// Manifests a table reads at once: a snapshot's manifests come from storage side by side, not
+/// one round trip after another.
+const MANIFEST_CONCURRENCY: usize = 8;
+
+/// The manifests, in the order given, read concurrently through the process's cache.
+async fn manifests<'a>(
+    table: &Table,
+    files: impl IntoIterator<Item = &'a ManifestFile>,
+) -> Result<Vec<Arc<Manifest>>> {
+    // Owned inputs: the futures then borrow nothing, so the job's future stays `Send` for
+    // every lifetime the callers have.
+    let files: Vec<ManifestFile> = files.into_iter().cloned().collect();
+    let io = table.file_io().clone();
+    let loads = files.into_iter().map(move |f| {
+        let io = io.clone();
+        async move { cache::manifest(&f, &io).await }
+    });
+    Ok(futures::stream::iter(loads)
+        .buffered(MANIFEST_CONCURRENCY)
+        .try_collect()
+        .await?)
+}
+
+/// A file's lower and upper bounds of an integer or timestamp column, when its manifest
+/// records both.
+pub fn long_bounds(file: &DataFile, field_id: i32) -> Option<(i64, i64)> {
+    let long = |d: &iceberg::spec::Datum| match d.literal() {
+        iceberg::spec::PrimitiveLiteral::Long(v) => Some(*v),
+        iceberg::spec::PrimitiveLiteral::Int(v) => Some(i64::from(*v)),
+        _ => None,
+    };
+    let lower = file.lower_bounds().get(&field_id).and_then(long)?;
+    let upper = file.upper_bounds().get(&field_id).and_then(long)?;
+    Some((lower, upper))
 }
 
 /// The table's Arrow schema without field metadata, as query engines want it.

@@ -27,10 +27,11 @@ pub async fn reachable(table: &Table) -> Result<HashSet<String>> {
     }
     for snapshot in metadata.snapshots() {
         add(snapshot.manifest_list());
-        let list = table.manifest_list_reader(snapshot).load().await?;
+        let list = cryptolake_catalog::cache::manifest_list(table, snapshot).await?;
         for manifest_file in list.entries() {
             add(&manifest_file.manifest_path);
-            let manifest = manifest_file.load_manifest(table.file_io()).await?;
+            let manifest =
+                cryptolake_catalog::cache::manifest(manifest_file, table.file_io()).await?;
             for entry in manifest.entries() {
                 add(entry.file_path());
             }

@@ -81,7 +81,7 @@ impl RewriteManifests {
         let Some(current) = metadata.current_snapshot() else {
             return Ok(plan);
         };
-        let list = table.manifest_list_reader(current).load().await?;
+        let list = cryptolake_catalog::cache::manifest_list(table, current).await?;
         for m in list
             .entries()
             .iter()

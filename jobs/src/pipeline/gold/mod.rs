@@ -185,6 +185,7 @@ impl Gold {
         let touched =
             engine::collect(&self.ctx.engine, &df, touched.into_unoptimized_plan()).await?;
         let days = days_of(&touched, output.time_column)?;
+        let spans = Spans::of(&touched, output.time_column, output.span_us)?;
         let symbols = if output.by_symbol {
             Some(strings_of(&touched, "symbol")?)
         } else {
@@ -194,7 +195,11 @@ impl Gold {
         let (mut added, mut removed) = (Vec::new(), Vec::new());
         if !days.is_empty() {
             for (s, table) in &silver_tables {
-                let files = files_in(table, &days, symbols.as_ref(), GoldPartition::Day).await?;
+                let files = files_in(table, &days, symbols.as_ref(), GoldPartition::Day)
+                    .await?
+                    .into_iter()
+                    .filter(|f| spans.may_hold(table, f))
+                    .collect::<Vec<_>>();
                 run.rows_in += files.iter().map(|f| f.record_count()).sum::<u64>();
                 df.register_table(
                     s.view(),
@@ -299,6 +304,63 @@ fn anti_join_sql(keys: &[&str]) -> String {
         "SELECT o.* FROM old o WHERE NOT EXISTS (SELECT 1 FROM t WHERE {})",
         on.join(" AND ")
     )
+}
+
+/// The event-time spans of the touched keys, merged and sorted: `[start, end)` in microseconds.
+#[derive(Debug, Default)]
+struct Spans(Vec<(i64, i64)>);
+
+impl Spans {
+    fn of(batches: &[RecordBatch], column: &str, span_us: i64) -> Result<Self> {
+        let mut starts = Vec::new();
+        for b in batches {
+            let Some(c) = b.column_by_name(column) else {
+                continue;
+            };
+            let c = match c.data_type() {
+                DataType::Date32 => {
+                    let days = c.as_primitive::<Date32Type>();
+                    starts.extend(days.iter().flatten().map(|d| i64::from(d) * DAY_US));
+                    continue;
+                }
+                DataType::Timestamp(TimeUnit::Microsecond, _) => c.clone(),
+                DataType::Timestamp(_, _) => {
+                    cast(c, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+                }
+                other => return Err(Error::Internal(format!("{column} is {other}, not a time"))),
+            };
+            starts.extend(
+                c.as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .flatten(),
+            );
+        }
+        starts.sort_unstable();
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        for start in starts {
+            let end = start.saturating_add(span_us);
+            match spans.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => spans.push((start, end)),
+            }
+        }
+        Ok(Self(spans))
+    }
+
+    /// False only when the file's `event_time` bounds are known and miss every span.
+    fn may_hold(&self, table: &Table, file: &DataFile) -> bool {
+        let Some((lower, upper)) = table
+            .metadata()
+            .current_schema()
+            .field_id_by_name("event_time")
+            .and_then(|id| scan::long_bounds(file, id))
+        else {
+            return true;
+        };
+        // The first span that ends after the file's first row; it must start by its last.
+        let i = self.0.partition_point(|(_, end)| *end <= lower);
+        self.0.get(i).is_some_and(|(start, _)| *start <= upper)
+    }
 }
 
 /// Day numbers (since 1970-01-01) of a timestamp or date column.

@@ -60,13 +60,23 @@ pub struct GoldOutput {
     pub keys: &'static [&'static str],
     /// The column of `t` (timestamp or date) that places a key in a day.
     pub time_column: &'static str,
+    /// The span of event time a key of `t` covers from its `time_column` (a candle's window,
+    /// a day), in microseconds: silver files whose `event_time` bounds miss every touched span
+    /// hold no row the recomputation needs.
+    pub span_us: i64,
     /// Whether `t` has `symbol`, so silver can be read for those symbols only.
     pub by_symbol: bool,
     pub partition: GoldPartition,
 }
 
 fn candles(layout: TableLayout, unit: &str, partition: GoldPartition) -> GoldOutput {
+    let span_us = if unit == "hour" {
+        3_600_000_000
+    } else {
+        60_000_000
+    };
     GoldOutput {
+        span_us,
         layout,
         inputs: &[SilverTable::Quotes, SilverTable::Trades],
         touched_sql: format!(
@@ -128,6 +138,7 @@ fn market_snapshot() -> GoldOutput {
             .into(),
         keys: &["source", "snapshot_time"],
         time_column: "snapshot_time",
+        span_us: 60_000_000,
         by_symbol: false,
         partition: GoldPartition::Day,
     }
@@ -160,6 +171,7 @@ fn trader_positions() -> GoldOutput {
         ),
         keys: &["user_id", "symbol", "day"],
         time_column: "day",
+        span_us: 86_400_000_000,
         by_symbol: true,
         partition: GoldPartition::Day,
     }

@@ -1,5 +1,6 @@
 //! Keys already in a silver table, loaded one `(symbol, day)` partition at a time, only for the
-//! partitions new rows fall into. Memory holds 128-bit key fingerprints (16 bytes a row), never
+//! partitions new rows fall into and, within a partition, only from the files whose bounds of
+//! one key column cover a new row's value ([`super::key_files`]). Memory holds 128-bit key fingerprints (16 bytes a row), never
 //! rows, so a false "duplicate" needs a 128-bit collision; past [`KEYS_IN_MEMORY`], between
 //! batches, the least recently used partitions' keys go to a spill file, so memory stays
 //! bounded by what a batch touches however many rows a run reads.
@@ -24,6 +25,7 @@ use futures::TryStreamExt;
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 
+use super::key_files::{Probe, UnreadFiles};
 use crate::iceberg::scan;
 use crate::{Error, Result};
 
@@ -85,15 +87,17 @@ enum Part {
     Spilled { offset: u64, count: usize },
 }
 
-/// A key set over one table, filled lazily per partition: a partition's keys are loaded from
-/// the table's files the first time a row falls into it, and kept for the rest of the run with
-/// the keys the run adds, in memory or spilled. The budget is enforced between batches
+/// A key set over one table, filled lazily per partition: a partition's set starts empty the
+/// first time a row falls into it, takes the keys of each table file in it the first time a
+/// row's value falls within that file's bounds, and keeps them for the rest of the run with the
+/// keys the run adds, in memory or spilled. The budget is enforced between batches
 /// ([`KeyIndex::release`]), never within one, so the partitions a batch touches are never
 /// spilled and read back row by row.
 #[derive(Debug)]
 pub struct KeyIndex {
     table: Option<Table>,
-    files: HashMap<PartitionKey, Vec<DataFile>>,
+    /// Per partition, the table's files whose keys are not in the set yet.
+    files: HashMap<PartitionKey, UnreadFiles>,
     parts: HashMap<PartitionKey, Part>,
     /// Keys in memory, over every partition.
     held: usize,
@@ -108,22 +112,40 @@ pub struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// Indexes the live files of `table` (as of now) by partition. `columns` are the key
-    /// columns; spilled keys go to a file of `disk` (an executor's work directory).
+    /// Indexes the live files of `table` (as of now) by partition and by their bounds of
+    /// `bounded`, one of the key columns `columns`; spilled keys go to a file of `disk` (an
+    /// executor's work directory).
     pub async fn new(
         table: Option<Table>,
         columns: &'static [&'static str],
+        bounded: &str,
         batch_size: usize,
         disk: Arc<DiskManager>,
     ) -> Result<Self> {
-        let mut files: HashMap<PartitionKey, Vec<DataFile>> = HashMap::new();
+        let mut by_part: HashMap<PartitionKey, Vec<DataFile>> = HashMap::new();
+        let mut field_id = None;
         if let Some(t) = &table {
+            field_id = t.metadata().current_schema().field_id_by_name(bounded);
             for f in scan::live_data_files(t).await? {
                 if let Some(p) = partition_of(&f) {
-                    files.entry(p).or_default().push(f);
+                    by_part.entry(p).or_default().push(f);
                 }
             }
         }
+        let field_id = match (field_id, &table) {
+            (Some(id), _) => id,
+            (None, None) => 0,
+            (None, Some(t)) => {
+                return Err(Error::Internal(format!(
+                    "{} has no key column {bounded}",
+                    t.identifier()
+                )));
+            }
+        };
+        let files = by_part
+            .into_iter()
+            .map(|(p, f)| (p, UnreadFiles::new(f, field_id)))
+            .collect();
         Ok(Self {
             table,
             files,
@@ -146,21 +168,37 @@ impl KeyIndex {
         self
     }
 
-    /// Inserts a key fingerprint (in partition `part`); false when it was already present.
-    /// `extract` reads the fingerprint of a row of the table's key columns.
+    /// Inserts a key fingerprint (in partition `part`, with `probe` the row's value of the
+    /// bounded column); false when it was already present. `extract` reads the fingerprint of a
+    /// row of the table's key columns.
     pub async fn insert(
         &mut self,
         part: &PartitionKey,
         key: u128,
+        probe: Probe<'_>,
         extract: impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<bool> {
         self.clock += 1;
         if !matches!(self.parts.get(part), Some(Part::InMemory { .. })) {
-            self.bring_in(part, &extract).await?;
+            self.bring_in(part)?;
         }
+        let covering = match self.files.get_mut(part) {
+            Some(unread) => unread.take_covering(probe),
+            None => Vec::new(),
+        };
+        let loaded = if covering.is_empty() {
+            None
+        } else {
+            Some(self.load(covering, &extract).await?)
+        };
         let Some(Part::InMemory { keys, used }) = self.parts.get_mut(part) else {
             return Err(Error::Internal("a dedup partition is not in memory".into()));
         };
+        if let Some(loaded) = loaded {
+            let before = keys.len();
+            keys.extend(loaded);
+            self.held += keys.len() - before;
+        }
         *used = self.clock;
         let new = keys.insert(key);
         self.held += usize::from(new);
@@ -194,13 +232,9 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// Puts a partition's keys in memory: from the spill file, or (the first time) from the
-    /// table's files in it. The partition's entry changes only once its keys are read.
-    async fn bring_in(
-        &mut self,
-        part: &PartitionKey,
-        extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
-    ) -> Result<()> {
+    /// Puts a partition's keys in memory: from the spill file, or (the first time) an empty
+    /// set, which [`KeyIndex::insert`] fills from the files a row's value needs.
+    fn bring_in(&mut self, part: &PartitionKey) -> Result<()> {
         let keys = match self.parts.get(part) {
             Some(Part::InMemory { .. }) => return Ok(()),
             Some(Part::Spilled { offset, count }) => {
@@ -209,13 +243,12 @@ impl KeyIndex {
                 })?;
                 spill.read(*offset, *count)?
             }
-            None => self.load(part, extract).await?,
+            None => HashSet::new(),
         };
         self.held += keys.len();
         let used = self.clock;
         self.parts
             .insert(part.clone(), Part::InMemory { keys, used });
-        self.files.remove(part);
         Ok(())
     }
 
@@ -233,19 +266,19 @@ impl KeyIndex {
         Ok(())
     }
 
-    /// The keys of the table's files in `part` (none when it has no files there).
+    /// The keys of some of the table's files.
     async fn load(
         &self,
-        part: &PartitionKey,
+        files: Vec<DataFile>,
         extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<HashSet<u128>> {
         let mut keys = HashSet::new();
-        let (Some(table), Some(files)) = (&self.table, self.files.get(part)) else {
+        let Some(table) = &self.table else {
             return Ok(keys);
         };
         let rows: u64 = files.iter().map(|f| f.record_count()).sum();
         keys.reserve(usize::try_from(rows).unwrap_or(0));
-        let tasks = scan::tasks_for_files(table, files, Some(self.columns))?;
+        let tasks = scan::tasks_for_files(table, &files, Some(self.columns))?;
         let mut stream = scan::read(table, tasks, self.batch_size)?;
         while let Some(batch) = stream.try_next().await? {
             for row in 0..batch.num_rows() {
@@ -356,7 +389,7 @@ mod tests {
 
     async fn index(max_keys: usize) -> KeyIndex {
         let disk = Arc::new(DiskManager::builder().build().unwrap());
-        KeyIndex::new(None, &["trade_id"], 8, disk)
+        KeyIndex::new(None, &["trade_id"], "trade_id", 8, disk)
             .await
             .unwrap()
             .with_max_keys(max_keys)
@@ -366,7 +399,13 @@ mod tests {
     async fn batch(index: &mut KeyIndex, symbol: &str, keys: &[u128]) -> Vec<bool> {
         let mut new = Vec::new();
         for key in keys {
-            new.push(index.insert(&part(symbol), *key, never).await.unwrap());
+            let probe = Probe::Str("t");
+            new.push(
+                index
+                    .insert(&part(symbol), *key, probe, never)
+                    .await
+                    .unwrap(),
+            );
         }
         index.release().unwrap();
         new
@@ -418,7 +457,13 @@ mod tests {
         let mut index = index(4).await;
         // One batch over three partitions, 9 keys: nothing spills within it.
         for (symbol, key) in [("A", 0), ("B", 0), ("C", 0), ("A", 1), ("B", 1), ("C", 1)] {
-            assert!(index.insert(&part(symbol), key, never).await.unwrap());
+            let probe = Probe::Str("t");
+            assert!(
+                index
+                    .insert(&part(symbol), key, probe, never)
+                    .await
+                    .unwrap()
+            );
         }
         for symbol in ["A", "B", "C"] {
             assert_eq!(spilled(&index, symbol), None);

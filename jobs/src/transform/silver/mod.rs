@@ -1,9 +1,11 @@
 //! silver's per-record logic, run by the silver plan nodes: parsing and normalizing bronze
 //! records ([`parse`], [`normalize`]), the wide rows stage one emits ([`stage`]), the
-//! deduplication fingerprints ([`dedup`]) and the sink that writes the three tables.
+//! deduplication fingerprints ([`dedup`]) with the table files their keys are read from
+//! ([`key_files`]), and the sink that writes the three tables.
 
 mod batches;
 mod dedup;
+mod key_files;
 pub mod normalize;
 pub mod parse;
 pub mod stage;

@@ -30,6 +30,7 @@ use super::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatc
 use super::dedup::{
     KeyIndex, PartitionKey, quote_fingerprint, quote_key, trade_fingerprint, trade_key,
 };
+use super::key_files::Probe;
 use super::normalize::{Fields, Normalized, normalize};
 use crate::iceberg::writer::conform;
 use crate::iceberg::writer::{BackgroundWriter, TableWriter};
@@ -280,6 +281,29 @@ impl SinkCounts {
     }
 }
 
+/// The wide rows' values of the columns dedup prunes table files by: a quote's `event_time`,
+/// a trade's `trade_id`.
+fn probe_columns(
+    wide: &RecordBatch,
+) -> Result<(
+    arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+    StringArray,
+)> {
+    let column = |name: &str| {
+        wide.column_by_name(name)
+            .ok_or_else(|| Error::Internal(format!("wide rows lack {name}")))
+    };
+    let times = column("quotes.event_time")?
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or_else(|| Error::Internal("quotes.event_time is not in microseconds".into()))?
+        .clone();
+    let ids = column("trades.trade_id")?
+        .as_string_opt::<i32>()
+        .ok_or_else(|| Error::Internal("trades.trade_id is not text".into()))?
+        .clone();
+    Ok((times, ids))
+}
+
 /// Stage two for one task: deduplicates its wide rows and writes the three tables' files.
 pub struct SilverSink {
     writers: Vec<BackgroundWriter>,
@@ -312,10 +336,22 @@ impl SilverSink {
         let key_columns: &[&str] = &["source", "symbol", "event_time"];
         Ok(Self {
             writers,
-            quote_keys: KeyIndex::new(Some(quotes.clone()), key_columns, batch_size, disk.clone())
-                .await?,
-            trade_keys: KeyIndex::new(Some(trades.clone()), &["trade_id"], batch_size, disk)
-                .await?,
+            quote_keys: KeyIndex::new(
+                Some(quotes.clone()),
+                key_columns,
+                "event_time",
+                batch_size,
+                disk.clone(),
+            )
+            .await?,
+            trade_keys: KeyIndex::new(
+                Some(trades.clone()),
+                &["trade_id"],
+                "trade_id",
+                batch_size,
+                disk,
+            )
+            .await?,
             counts: SinkCounts::default(),
         })
     }
@@ -332,6 +368,7 @@ impl SilverSink {
             wide.column_by_name(&format!("{}.symbol", o.name()))
                 .map(|c| c.as_string::<i32>().clone())
         });
+        let (times, trade_ids) = probe_columns(wide)?;
         // Per row: kept (a quarantine row, or a key not seen before).
         let mut kept = vec![false; n];
         let mut part: Option<PartitionKey> = None;
@@ -358,8 +395,14 @@ impl SilverSink {
                     .map_err(|_| Error::Internal("a wide row's key is not 16 bytes".into()))?,
             );
             let new = match out {
-                Output::Quotes => self.quote_keys.insert(part, key, quote_key).await?,
-                _ => self.trade_keys.insert(part, key, trade_key).await?,
+                Output::Quotes => {
+                    let probe = Probe::Long(times.value(row));
+                    self.quote_keys.insert(part, key, probe, quote_key).await?
+                }
+                _ => {
+                    let probe = Probe::Str(trade_ids.value(row));
+                    self.trade_keys.insert(part, key, probe, trade_key).await?
+                }
             };
             self.table_counts(out, new);
             let counts = self.counts.source(source.value(row));

@@ -1,0 +1,228 @@
+//! A partition's table files whose keys have not been read yet, found by the lower and upper
+//! bounds their manifests record for one key column.
+//!
+//! A row's dedup key includes that column (a quote's `event_time`, a trade's `trade_id`), so an
+//! older row with the same key has the same value there and lies within its file's bounds: only
+//! files whose bounds cover a new row's value can hold its duplicate. A one-minute batch's rows
+//! are newer than every file's upper bound, and so read no file at all, however many the
+//! partition has; a backfill over old data reads the files it overlaps, each once. A file
+//! without usable bounds (a writer that records none) is read the first time its partition is
+//! touched, as before this pruning.
+
+use std::cmp::Ordering;
+
+use iceberg::spec::{DataFile, Datum, PrimitiveLiteral};
+
+/// A new row's value of the index's bounded key column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Probe<'a> {
+    /// A timestamp (microseconds) or other integer column.
+    Long(i64),
+    /// A text column.
+    Str(&'a str),
+}
+
+/// One file's lower or upper bound of the column.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Bound {
+    Long(i64),
+    Str(String),
+}
+
+impl Bound {
+    fn of(datum: &Datum) -> Option<Self> {
+        match datum.literal() {
+            PrimitiveLiteral::Long(v) => Some(Bound::Long(*v)),
+            PrimitiveLiteral::Int(v) => Some(Bound::Long(i64::from(*v))),
+            PrimitiveLiteral::String(s) => Some(Bound::Str(s.clone())),
+            _ => None,
+        }
+    }
+
+    /// The bound against a probe; `None` when their kinds differ (nothing can be pruned).
+    fn cmp_probe(&self, probe: Probe<'_>) -> Option<Ordering> {
+        match (self, probe) {
+            (Bound::Long(b), Probe::Long(p)) => Some(b.cmp(&p)),
+            (Bound::Str(b), Probe::Str(p)) => Some(b.as_str().cmp(p)),
+            _ => None,
+        }
+    }
+}
+
+/// The files of one partition not read yet.
+#[derive(Debug, Default)]
+pub struct UnreadFiles {
+    /// Read the first time the partition is touched.
+    unbounded: Vec<DataFile>,
+    /// `(lower, upper, file)`, sorted by `lower`.
+    bounded: Vec<(Bound, Bound, DataFile)>,
+    /// `reach[i]`: the largest upper bound in `bounded[..=i]`, so a search stops as soon as no
+    /// earlier file reaches the probe.
+    reach: Vec<Bound>,
+    /// Kinds of bounds seen: a probe of another kind takes every file.
+    kinds: (bool, bool),
+}
+
+impl UnreadFiles {
+    /// Files of one partition, placed by their bounds of column `field_id`.
+    pub fn new(files: Vec<DataFile>, field_id: i32) -> Self {
+        let mut out = Self::default();
+        for file in files {
+            let lower = file.lower_bounds().get(&field_id).and_then(Bound::of);
+            let upper = file.upper_bounds().get(&field_id).and_then(Bound::of);
+            match (lower, upper) {
+                (Some(lo), Some(hi))
+                    if std::mem::discriminant(&lo) == std::mem::discriminant(&hi) =>
+                {
+                    out.kinds.0 |= matches!(lo, Bound::Long(_));
+                    out.kinds.1 |= matches!(lo, Bound::Str(_));
+                    out.bounded.push((lo, hi, file));
+                }
+                _ => out.unbounded.push(file),
+            }
+        }
+        out.bounded.sort_by(|a, b| a.0.cmp(&b.0));
+        out.index();
+        out
+    }
+
+    fn index(&mut self) {
+        self.reach.clear();
+        for (_, upper, _) in &self.bounded {
+            let next = match self.reach.last() {
+                Some(r) if r >= upper => r.clone(),
+                _ => upper.clone(),
+            };
+            self.reach.push(next);
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.unbounded.is_empty() && self.bounded.is_empty()
+    }
+
+    /// Removes and returns the files that may hold a row with value `probe`: the unbounded
+    /// ones and those whose bounds cover it.
+    pub fn take_covering(&mut self, probe: Probe<'_>) -> Vec<DataFile> {
+        let mut out = std::mem::take(&mut self.unbounded);
+        if self.bounded.is_empty() {
+            return out;
+        }
+        let mixed = match probe {
+            Probe::Long(_) => self.kinds.1,
+            Probe::Str(_) => self.kinds.0,
+        };
+        if mixed {
+            out.extend(self.bounded.drain(..).map(|(_, _, f)| f));
+            self.reach.clear();
+            return out;
+        }
+        // Files with lower <= probe form a prefix; walk it back while one can still reach.
+        let end = self
+            .bounded
+            .partition_point(|(lo, _, _)| lo.cmp_probe(probe) != Some(Ordering::Greater));
+        let mut hits = Vec::new();
+        for i in (0..end).rev() {
+            if self.reach[i].cmp_probe(probe) == Some(Ordering::Less) {
+                break;
+            }
+            if self.bounded[i].1.cmp_probe(probe) != Some(Ordering::Less) {
+                hits.push(i);
+            }
+        }
+        if !hits.is_empty() {
+            // `hits` is descending, so removing in order keeps the other indices valid.
+            for i in hits {
+                out.push(self.bounded.remove(i).2);
+            }
+            self.index();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iceberg::spec::{DataContentType, DataFileBuilder, DataFileFormat, Struct};
+    use std::collections::HashMap;
+
+    const FIELD: i32 = 7;
+
+    fn file(path: &str, bounds: Option<(Datum, Datum)>) -> DataFile {
+        let (lower, upper) = match bounds {
+            Some((lo, hi)) => (HashMap::from([(FIELD, lo)]), HashMap::from([(FIELD, hi)])),
+            None => (HashMap::new(), HashMap::new()),
+        };
+        DataFileBuilder::default()
+            .content(DataContentType::Data)
+            .file_path(path.to_string())
+            .file_format(DataFileFormat::Parquet)
+            .partition(Struct::empty())
+            .record_count(1)
+            .file_size_in_bytes(1)
+            .lower_bounds(lower)
+            .upper_bounds(upper)
+            .build()
+            .unwrap()
+    }
+
+    fn timed(path: &str, lo: i64, hi: i64) -> DataFile {
+        file(
+            path,
+            Some((Datum::timestamp_micros(lo), Datum::timestamp_micros(hi))),
+        )
+    }
+
+    fn paths(files: Vec<DataFile>) -> Vec<String> {
+        let mut p: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+        p.sort();
+        p
+    }
+
+    #[test]
+    fn only_files_whose_bounds_cover_the_value_are_taken_and_each_once() {
+        let files = vec![
+            timed("minute-0", 0, 59),
+            timed("minute-1", 60, 119),
+            timed("whole-hour", 0, 3599),
+            timed("minute-2", 120, 179),
+        ];
+        let mut unread = UnreadFiles::new(files, FIELD);
+        // A newer row reads nothing.
+        assert!(unread.take_covering(Probe::Long(3600)).is_empty());
+        assert_eq!(
+            paths(unread.take_covering(Probe::Long(60))),
+            ["minute-1", "whole-hour"]
+        );
+        assert!(unread.take_covering(Probe::Long(61)).is_empty());
+        // Bounds are inclusive at both ends.
+        assert_eq!(paths(unread.take_covering(Probe::Long(179))), ["minute-2"]);
+        assert_eq!(paths(unread.take_covering(Probe::Long(0))), ["minute-0"]);
+        assert!(unread.is_empty());
+    }
+
+    #[test]
+    fn files_without_bounds_are_taken_at_the_first_touch() {
+        let files = vec![file("no-stats", None), timed("old", 0, 9)];
+        let mut unread = UnreadFiles::new(files, FIELD);
+        assert_eq!(paths(unread.take_covering(Probe::Long(100))), ["no-stats"]);
+        assert!(unread.take_covering(Probe::Long(100)).is_empty());
+        assert_eq!(paths(unread.take_covering(Probe::Long(5))), ["old"]);
+    }
+
+    #[test]
+    fn text_bounds_compare_as_text_and_another_kind_takes_everything() {
+        let ids = |lo: &str, hi: &str| Some((Datum::string(lo), Datum::string(hi)));
+        let files = vec![
+            file("m61", ids("s1-m61-0", "s1-m61-9")),
+            file("m6", ids("s1-m6-0", "s1-m6-9")),
+        ];
+        let mut unread = UnreadFiles::new(files, FIELD);
+        assert!(unread.take_covering(Probe::Str("s1-m62-0")).is_empty());
+        assert_eq!(paths(unread.take_covering(Probe::Str("s1-m6-5"))), ["m6"]);
+        // A probe of the wrong kind cannot be compared: every file may hold it.
+        assert_eq!(paths(unread.take_covering(Probe::Long(1))), ["m61"]);
+    }
+}
