@@ -104,16 +104,19 @@ impl std::fmt::Debug for TableWriter {
     }
 }
 
-/// zstd, 128 Ki-row row groups, and dictionaries only for text columns: one open writer per
-/// partition keeps a dictionary per column, and for prices and times (nearly all distinct) that
-/// costs memory for nothing.
+/// zstd level 1 on 32 KiB pages, 128 Ki-row row groups, and dictionaries only for text columns.
+/// Every column of every open partition file keeps its own zstd context, sized by the level and
+/// the page: at level 3 on 128 KiB pages about 0.9 MB each, at level 1 on 32 KiB pages about
+/// 0.2 MB. With 20 symbol partitions open that took silver's peak from 280 to 194 MiB (debug
+/// build, a million records) for files 1.7 % larger. A dictionary per column would likewise
+/// cost memory for nothing on prices and times, which are nearly all distinct.
 fn writer_properties(schema: &iceberg::spec::Schema) -> WriterProperties {
     use iceberg::spec::{PrimitiveType, Type};
     let mut builder = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_max_row_group_row_count(Some(128 * 1024))
         .set_dictionary_page_size_limit(256 * 1024)
-        .set_data_page_size_limit(128 * 1024);
+        .set_data_page_size_limit(32 * 1024);
     for field in schema.as_struct().fields() {
         let text = matches!(
             field.field_type.as_ref(),
