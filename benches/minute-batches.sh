@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A per-minute schedule on Glue and S3 (moto's server, the real AWS SDK): an hour of history,
 # then one-minute batches (`gen --minutes 1`, `run all`, each a cold process), printing the time
-# and moto's request count of the first run and of every hundredth.
+# and moto's request count of the first run and of every hundredth; with --compact-every 60, an
+# hourly `run compact` between batches, timed apart.
 #
 #   benches/minute-batches.sh [--batches 1000] [--every 100] [--history-minutes 60]
-#                             [--symbols 20] [--json FILE] [--binary PATH]
+#                             [--symbols 20] [--compact-every N] [--json FILE] [--binary PATH]
 #
 # Builds the release binary, unless --binary names one.
 set -euo pipefail

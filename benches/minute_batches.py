@@ -1,7 +1,9 @@
 """One-minute batches on Glue and S3 (moto, the real AWS SDK): an hour of history, then BATCHES
 runs of `gen --minutes 1` and `run all`, each a cold process, as a per-minute schedule runs them.
 Prints the wall time and moto's request count (S3 GET, PUT, HEAD, LIST; Glue calls) of the
-first run and of every EVERY-th, so growth with history shows. Run by benches/minute-batches.sh.
+first run and of every EVERY-th, so growth with history shows. With --compact-every N, a
+`run compact` after every N batches (an hourly maintenance schedule at N = 60), timed apart.
+Run by benches/minute-batches.sh.
 """
 
 import argparse
@@ -67,6 +69,7 @@ def main() -> int:
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--history-minutes", type=int, default=60)
     ap.add_argument("--symbols", type=int, default=20)
+    ap.add_argument("--compact-every", type=int, default=0)
     ap.add_argument("--json", help="write every run's figures to this file")
     args = ap.parse_args()
 
@@ -125,6 +128,10 @@ def main() -> int:
                 kinds = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
                 print(f"{i:>5} {seconds:>8.2f} {sum(counts.values()):>9}  {kinds}", flush=True)
             json.loads(out)
+            if args.compact_every and i % args.compact_every == 0:
+                t0 = time.time()
+                cl("run", "compact", "-o", "json")
+                print(f"      run compact after batch {i}: {time.time() - t0:.2f} s", flush=True)
         first, last = rows[0], rows[-1]
         print(f"run {last['run']} / run 1: {last['seconds'] / first['seconds']:.2f}x time, "
               f"{last['requests'] / first['requests']:.2f}x requests")

@@ -1,9 +1,11 @@
 //! Keys already in a silver table, loaded one `(symbol, day)` partition at a time, only for the
 //! partitions new rows fall into and, within a partition, only from the files whose bounds of
-//! one key column cover a new row's value ([`super::key_files`]). Memory holds 128-bit key fingerprints (16 bytes a row), never
-//! rows, so a false "duplicate" needs a 128-bit collision; past [`KEYS_IN_MEMORY`], between
-//! batches, the least recently used partitions' keys go to a spill file, so memory stays
-//! bounded by what a batch touches however many rows a run reads.
+//! one key column cover a new row's value ([`super::key_files`]). Memory holds 128-bit key
+//! fingerprints (16 bytes a row), never rows, so a false "duplicate" needs a 128-bit collision;
+//! past [`KEYS_IN_MEMORY`], between batches, partitions' keys go to a spill file in segments
+//! that know the span of their rows' values, and come back only for a row within that span:
+//! memory stays at the budget however many rows a run reads, as long as rows come roughly in
+//! time order.
 //!
 //! Fingerprints cross processes (stage one computes them, the shuffle carries them, the sink
 //! compares them with keys hashed from the table), so every process must agree on them,
@@ -25,7 +27,7 @@ use futures::TryStreamExt;
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 
-use super::key_files::{Probe, UnreadFiles};
+use super::key_files::{Probe, Span, UnreadFiles};
 use crate::iceberg::scan;
 use crate::{Error, Result};
 
@@ -75,24 +77,41 @@ impl Fingerprint {
 }
 
 /// Key fingerprints one index holds in memory (each costs 19 to 39 bytes with the hash table's
-/// own, by how full it is) before it moves the least recently used partitions' keys to its
-/// spill file: 2 Mi keys, 40 to 80 MiB, so dedup memory does not grow with the rows a run reads.
+/// own, by how full it is) before it moves partitions' keys to its spill file: 2 Mi keys, 40 to
+/// 80 MiB, so dedup memory does not grow with the rows a run reads.
 pub const KEYS_IN_MEMORY: usize = 2 << 20;
 
-/// One partition's keys: in memory, or `count` 16-byte little-endian fingerprints at `offset`
-/// in the index's spill file.
+/// Keys of one partition moved to the spill file: `count` 16-byte little-endian fingerprints
+/// at `offset`, whose rows' values of the bounded column lie in `span`.
 #[derive(Debug)]
-enum Part {
-    InMemory { keys: HashSet<u128>, used: u64 },
-    Spilled { offset: u64, count: usize },
+struct Segment {
+    offset: u64,
+    count: usize,
+    span: Span,
+}
+
+/// One partition's keys: those in memory (read from table files, kept by this run) with the
+/// span of their values, and the segments spilled before.
+#[derive(Debug, Default)]
+struct Part {
+    keys: HashSet<u128>,
+    span: Span,
+    used: u64,
+    spilled: Vec<Segment>,
+    /// Keys the partition must hold before it may spill again: twice what it held when it last
+    /// read a segment back, so rows that keep returning to old values re-spill a key a
+    /// logarithmic number of times, not once a batch.
+    floor: usize,
 }
 
 /// A key set over one table, filled lazily per partition: a partition's set starts empty the
 /// first time a row falls into it, takes the keys of each table file in it the first time a
 /// row's value falls within that file's bounds, and keeps them for the rest of the run with the
-/// keys the run adds, in memory or spilled. The budget is enforced between batches
-/// ([`KeyIndex::release`]), never within one, so the partitions a batch touches are never
-/// spilled and read back row by row.
+/// keys the run adds. Between batches ([`KeyIndex::release`]), past the budget, partitions'
+/// keys move to the spill file as segments with the span of their values; a later row reads a
+/// segment back only when its value falls in that span. Rows in time order (how data arrives)
+/// are newer than every spilled segment, so memory stays at the budget and nothing is read
+/// back; a late or redelivered row reads back the segments of its time.
 #[derive(Debug)]
 pub struct KeyIndex {
     table: Option<Table>,
@@ -102,9 +121,8 @@ pub struct KeyIndex {
     /// Keys in memory, over every partition.
     held: usize,
     max_held: usize,
-    /// Ticks at each insert; a partition last used before `batch_start` is not in this batch.
+    /// Ticks at each insert: a partition's last use.
     clock: u64,
-    batch_start: u64,
     disk: Arc<DiskManager>,
     spill: Option<SpillFile>,
     columns: &'static [&'static str],
@@ -153,7 +171,6 @@ impl KeyIndex {
             held: 0,
             max_held: KEYS_IN_MEMORY,
             clock: 0,
-            batch_start: 0,
             disk,
             spill: None,
             columns,
@@ -179,90 +196,85 @@ impl KeyIndex {
         extract: impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<bool> {
         self.clock += 1;
-        if !matches!(self.parts.get(part), Some(Part::InMemory { .. })) {
-            self.bring_in(part)?;
-        }
+        let clock = self.clock;
         let covering = match self.files.get_mut(part) {
             Some(unread) => unread.take_covering(probe),
             None => Vec::new(),
         };
+        let mut span = Span::Empty;
         let loaded = if covering.is_empty() {
             None
         } else {
-            Some(self.load(covering, &extract).await?)
+            let files = covering
+                .into_iter()
+                .map(|(file, file_span)| {
+                    span.add(&file_span);
+                    file
+                })
+                .collect();
+            Some(self.load(files, &extract).await?)
         };
-        let Some(Part::InMemory { keys, used }) = self.parts.get_mut(part) else {
-            return Err(Error::Internal("a dedup partition is not in memory".into()));
-        };
-        if let Some(loaded) = loaded {
-            let before = keys.len();
-            keys.extend(loaded);
-            self.held += keys.len() - before;
+        if !self.parts.contains_key(part) {
+            self.parts.insert(part.clone(), Part::default());
         }
-        *used = self.clock;
-        let new = keys.insert(key);
-        self.held += usize::from(new);
+        let Self {
+            parts, spill, held, ..
+        } = self;
+        let entry = parts
+            .get_mut(part)
+            .ok_or_else(|| Error::Internal("a dedup partition vanished".into()))?;
+        let before = entry.keys.len();
+        if let Some(loaded) = loaded {
+            entry.keys.extend(loaded);
+            entry.span.add(&span);
+        }
+        read_back(entry, spill.as_ref(), probe)?;
+        entry.used = clock;
+        let new = entry.keys.insert(key);
+        if new {
+            entry.span.add_probe(probe);
+        }
+        *held += entry.keys.len() - before;
         Ok(new)
     }
 
-    /// Ends a batch: while over the budget, spills the least recently used partitions the
-    /// batch did not touch.
+    /// Ends a batch: while over the budget, spills partitions' keys, the least recently used
+    /// (then the largest) first.
     pub fn release(&mut self) -> Result<()> {
-        let mut idle: Vec<(u64, PartitionKey)> = Vec::new();
-        if self.held > self.max_held {
-            idle = self
-                .parts
-                .iter()
-                .filter_map(|(p, part)| match part {
-                    Part::InMemory { used, .. } if *used <= self.batch_start => {
-                        Some((*used, p.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            idle.sort_unstable();
+        if self.held <= self.max_held {
+            return Ok(());
         }
-        for (_, part) in idle {
+        let mut order: Vec<(u64, std::cmp::Reverse<usize>, PartitionKey)> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| !p.keys.is_empty() && p.keys.len() >= p.floor)
+            .map(|(k, p)| (p.used, std::cmp::Reverse(p.keys.len()), k.clone()))
+            .collect();
+        order.sort_unstable();
+        for (_, _, part) in order {
             if self.held <= self.max_held {
                 break;
             }
-            self.spill_part(part)?;
+            self.spill_part(&part)?;
         }
-        self.batch_start = self.clock;
         Ok(())
     }
 
-    /// Puts a partition's keys in memory: from the spill file, or (the first time) an empty
-    /// set, which [`KeyIndex::insert`] fills from the files a row's value needs.
-    fn bring_in(&mut self, part: &PartitionKey) -> Result<()> {
-        let keys = match self.parts.get(part) {
-            Some(Part::InMemory { .. }) => return Ok(()),
-            Some(Part::Spilled { offset, count }) => {
-                let spill = self.spill.as_ref().ok_or_else(|| {
-                    Error::Internal("a dedup partition is spilled without a spill file".into())
-                })?;
-                spill.read(*offset, *count)?
-            }
-            None => HashSet::new(),
-        };
-        self.held += keys.len();
-        let used = self.clock;
-        self.parts
-            .insert(part.clone(), Part::InMemory { keys, used });
-        Ok(())
-    }
-
-    fn spill_part(&mut self, part: PartitionKey) -> Result<()> {
-        let Some(Part::InMemory { keys, .. }) = self.parts.get(&part) else {
-            return Ok(());
-        };
+    fn spill_part(&mut self, part: &PartitionKey) -> Result<()> {
         if self.spill.is_none() {
             self.spill = Some(SpillFile::create(&self.disk)?);
         }
-        let spill = self.spill.as_mut().expect("created above");
-        let (offset, count) = (spill.append(keys)?, keys.len());
-        self.held -= count;
-        self.parts.insert(part, Part::Spilled { offset, count });
+        let (Some(spill), Some(entry)) = (self.spill.as_mut(), self.parts.get_mut(part)) else {
+            return Ok(());
+        };
+        let keys = std::mem::take(&mut entry.keys);
+        let offset = spill.append(&keys)?;
+        entry.spilled.push(Segment {
+            offset,
+            count: keys.len(),
+            span: std::mem::take(&mut entry.span),
+        });
+        self.held -= keys.len();
         Ok(())
     }
 
@@ -287,6 +299,26 @@ impl KeyIndex {
         }
         Ok(keys)
     }
+}
+
+/// Reads back into memory the partition's spilled segments whose span covers `probe`.
+fn read_back(part: &mut Part, spill: Option<&SpillFile>, probe: Probe<'_>) -> Result<()> {
+    if !part.spilled.iter().any(|s| s.span.covers(probe)) {
+        return Ok(());
+    }
+    let spill = spill.ok_or_else(|| {
+        Error::Internal("a dedup partition is spilled without a spill file".into())
+    })?;
+    let (back, kept): (Vec<Segment>, Vec<Segment>) = std::mem::take(&mut part.spilled)
+        .into_iter()
+        .partition(|s| s.span.covers(probe));
+    part.spilled = kept;
+    for segment in back {
+        part.keys.extend(spill.read(segment.offset, segment.count)?);
+        part.span.add(&segment.span);
+    }
+    part.floor = 2 * part.keys.len();
+    Ok(())
 }
 
 /// An index's spilled keys: one temporary file of the task's disk manager, appended to at
@@ -395,11 +427,12 @@ mod tests {
             .with_max_keys(max_keys)
     }
 
-    /// Inserts `keys` into `symbol`'s partition as one batch; returns which were new.
-    async fn batch(index: &mut KeyIndex, symbol: &str, keys: &[u128]) -> Vec<bool> {
+    /// Inserts `(key, time)` rows into `symbol`'s partition as one batch; returns which were
+    /// new.
+    async fn batch(index: &mut KeyIndex, symbol: &str, rows: &[(u128, i64)]) -> Vec<bool> {
         let mut new = Vec::new();
-        for key in keys {
-            let probe = Probe::Str("t");
+        for (key, time) in rows {
+            let probe = Probe::Long(*time);
             new.push(
                 index
                     .insert(&part(symbol), *key, probe, never)
@@ -411,53 +444,65 @@ mod tests {
         new
     }
 
-    fn spilled(index: &KeyIndex, symbol: &str) -> Option<usize> {
-        match index.parts.get(&part(symbol)) {
-            Some(Part::Spilled { count, .. }) => Some(*count),
-            _ => None,
-        }
+    /// Keys of the partition's spilled segments.
+    fn spilled(index: &KeyIndex, symbol: &str) -> usize {
+        index.parts[&part(symbol)]
+            .spilled
+            .iter()
+            .map(|s| s.count)
+            .sum()
+    }
+
+    fn in_memory(index: &KeyIndex) -> usize {
+        index.parts.values().map(|p| p.keys.len()).sum()
+    }
+
+    /// Rows `(k, k)` for keys `from..to`: key k at time k.
+    fn rows(from: u128, to: u128) -> Vec<(u128, i64)> {
+        (from..to).map(|k| (k, k as i64)).collect()
     }
 
     #[tokio::test]
-    async fn spilled_partitions_still_know_their_keys() {
-        let mut index = index(8).await;
-        assert_eq!(batch(&mut index, "A", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
-        assert_eq!(batch(&mut index, "B", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
-        // Over the budget after B's batch: A, not touched by it, went to the spill file.
-        assert_eq!((spilled(&index, "A"), index.held), (Some(6), 6));
-        assert_eq!(batch(&mut index, "C", &[0, 1, 2, 3, 4, 5]).await, [true; 6]);
-        assert_eq!((spilled(&index, "B"), index.held), (Some(6), 6));
-        // Late rows for A: a duplicate is still one, a new key is new.
-        assert_eq!(
-            batch(&mut index, "A", &[3, 6, 6]).await,
-            [false, true, false]
-        );
-        assert_eq!(
-            (spilled(&index, "A"), spilled(&index, "C")),
-            (None, Some(6))
-        );
-        assert_eq!(batch(&mut index, "B", &[0, 7]).await, [false, true]);
-        assert_eq!(batch(&mut index, "C", &[5]).await, [false]);
-        // A spilled twice (appended again) reads back its newest copy.
-        assert_eq!(spilled(&index, "A"), Some(7));
-        assert_eq!(batch(&mut index, "A", &[6, 7]).await, [false, true]);
-        let held: usize = index
-            .parts
-            .values()
-            .map(|p| match p {
-                Part::InMemory { keys, .. } => keys.len(),
-                Part::Spilled { .. } => 0,
-            })
-            .sum();
-        assert_eq!(held, index.held);
-    }
-
-    #[tokio::test]
-    async fn the_partitions_of_one_batch_stay_in_memory_over_the_budget() {
+    async fn rows_in_time_order_spill_and_never_read_back() {
         let mut index = index(4).await;
-        // One batch over three partitions, 9 keys: nothing spills within it.
+        assert_eq!(batch(&mut index, "A", &rows(0, 4)).await, [true; 4]);
+        assert_eq!((spilled(&index, "A"), index.held), (0, 4));
+        // Over the budget: A's six keys (times 0..=5) go to the spill file, touched or not.
+        assert_eq!(batch(&mut index, "A", &rows(4, 6)).await, [true; 2]);
+        assert_eq!((spilled(&index, "A"), index.held), (6, 0));
+        // Newer rows cannot be among them: nothing is read back.
+        assert_eq!(batch(&mut index, "A", &rows(6, 9)).await, [true; 3]);
+        assert_eq!((spilled(&index, "A"), index.held), (6, 3));
+        assert_eq!(in_memory(&index), index.held);
+    }
+
+    #[tokio::test]
+    async fn a_late_row_reads_back_the_segment_of_its_time_and_finds_its_duplicate() {
+        let mut index = index(4).await;
+        batch(&mut index, "A", &rows(0, 6)).await;
+        batch(&mut index, "B", &rows(0, 6)).await;
+        assert_eq!((spilled(&index, "A"), spilled(&index, "B")), (6, 6));
+        // A late duplicate of A's time 2 and a new key at time 3: A's segment comes back.
+        assert_eq!(
+            batch(&mut index, "A", &[(2, 2), (100, 3)]).await,
+            [false, true]
+        );
+        assert_eq!(spilled(&index, "A"), 0);
+        // A read back must double (to 12 keys) before it spills again: 7 stay over the budget.
+        assert_eq!(index.held, 7);
+        assert_eq!(
+            batch(&mut index, "B", &[(5, 5), (6, 6)]).await,
+            [false, true]
+        );
+        assert_eq!((spilled(&index, "B"), index.held), (0, 7 + 7));
+        assert_eq!(in_memory(&index), index.held);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_partitions_spill_first() {
+        let mut index = index(4).await;
         for (symbol, key) in [("A", 0), ("B", 0), ("C", 0), ("A", 1), ("B", 1), ("C", 1)] {
-            let probe = Probe::Str("t");
+            let probe = Probe::Long(key as i64);
             assert!(
                 index
                     .insert(&part(symbol), key, probe, never)
@@ -465,17 +510,17 @@ mod tests {
                     .unwrap()
             );
         }
-        for symbol in ["A", "B", "C"] {
-            assert_eq!(spilled(&index, symbol), None);
-        }
         index.release().unwrap();
-        // The next batch touches C only: A and B (least recently used first) spill.
-        assert_eq!(batch(&mut index, "C", &[2]).await, [true]);
+        // Six keys over a budget of four: A (used first) spills, then B is enough.
         assert_eq!(
-            (spilled(&index, "A"), spilled(&index, "B")),
-            (Some(2), Some(2))
+            (
+                spilled(&index, "A"),
+                spilled(&index, "B"),
+                spilled(&index, "C")
+            ),
+            (2, 0, 0)
         );
-        assert_eq!(index.held, 3);
+        assert_eq!(index.held, 4);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A partition's table files whose keys have not been read yet, found by the lower and upper
-//! bounds their manifests record for one key column.
+//! bounds their manifests record for one key column; and [`Span`], the same bounds over keys
+//! dedup holds or has spilled.
 //!
 //! A row's dedup key includes that column (a quote's `event_time`, a trade's `trade_id`), so an
 //! older row with the same key has the same value there and lies within its file's bounds: only
@@ -24,7 +25,7 @@ pub enum Probe<'a> {
 
 /// One file's lower or upper bound of the column.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Bound {
+pub enum Bound {
     Long(i64),
     Str(String),
 }
@@ -39,12 +40,79 @@ impl Bound {
         }
     }
 
+    fn from_probe(probe: Probe<'_>) -> Self {
+        match probe {
+            Probe::Long(v) => Bound::Long(v),
+            Probe::Str(s) => Bound::Str(s.to_string()),
+        }
+    }
+
     /// The bound against a probe; `None` when their kinds differ (nothing can be pruned).
     fn cmp_probe(&self, probe: Probe<'_>) -> Option<Ordering> {
         match (self, probe) {
             (Bound::Long(b), Probe::Long(p)) => Some(b.cmp(&p)),
             (Bound::Str(b), Probe::Str(p)) => Some(b.as_str().cmp(p)),
             _ => None,
+        }
+    }
+}
+
+/// The range of the bounded column's values over some keys.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Span {
+    /// No keys.
+    #[default]
+    Empty,
+    /// Every key's value lies in `[lower, upper]`.
+    Known(Bound, Bound),
+    /// Keys of a file without bounds: any value may be among them.
+    Unknown,
+}
+
+impl Span {
+    /// Widens the span to hold a value (allocating only when the value lies outside it).
+    pub fn add_probe(&mut self, probe: Probe<'_>) {
+        match self {
+            Span::Unknown => {}
+            Span::Empty => *self = Span::Known(Bound::from_probe(probe), Bound::from_probe(probe)),
+            Span::Known(lower, upper) => match (lower.cmp_probe(probe), upper.cmp_probe(probe)) {
+                (Some(Ordering::Greater), _) => *lower = Bound::from_probe(probe),
+                (_, Some(Ordering::Less)) => *upper = Bound::from_probe(probe),
+                (Some(_), Some(_)) => {}
+                _ => *self = Span::Unknown,
+            },
+        }
+    }
+
+    /// Widens the span to hold another.
+    pub fn add(&mut self, other: &Span) {
+        match (&mut *self, other) {
+            (_, Span::Empty) | (Span::Unknown, _) => {}
+            (Span::Empty, _) | (_, Span::Unknown) => *self = other.clone(),
+            (Span::Known(lower, upper), Span::Known(lo, hi)) => {
+                if std::mem::discriminant(lower) != std::mem::discriminant(lo) {
+                    *self = Span::Unknown;
+                    return;
+                }
+                if lo < lower {
+                    *lower = lo.clone();
+                }
+                if hi > upper {
+                    *upper = hi.clone();
+                }
+            }
+        }
+    }
+
+    /// Whether a key with this value may be among the span's keys.
+    pub fn covers(&self, probe: Probe<'_>) -> bool {
+        match self {
+            Span::Empty => false,
+            Span::Unknown => true,
+            Span::Known(lower, upper) => {
+                lower.cmp_probe(probe) != Some(Ordering::Greater)
+                    && upper.cmp_probe(probe) != Some(Ordering::Less)
+            }
         }
     }
 }
@@ -102,10 +170,13 @@ impl UnreadFiles {
         self.unbounded.is_empty() && self.bounded.is_empty()
     }
 
-    /// Removes and returns the files that may hold a row with value `probe`: the unbounded
-    /// ones and those whose bounds cover it.
-    pub fn take_covering(&mut self, probe: Probe<'_>) -> Vec<DataFile> {
-        let mut out = std::mem::take(&mut self.unbounded);
+    /// Removes and returns the files that may hold a row with value `probe` (the unbounded
+    /// ones and those whose bounds cover it), each with the span of its rows' values.
+    pub fn take_covering(&mut self, probe: Probe<'_>) -> Vec<(DataFile, Span)> {
+        let mut out: Vec<(DataFile, Span)> = std::mem::take(&mut self.unbounded)
+            .into_iter()
+            .map(|f| (f, Span::Unknown))
+            .collect();
         if self.bounded.is_empty() {
             return out;
         }
@@ -114,7 +185,11 @@ impl UnreadFiles {
             Probe::Str(_) => self.kinds.0,
         };
         if mixed {
-            out.extend(self.bounded.drain(..).map(|(_, _, f)| f));
+            out.extend(
+                self.bounded
+                    .drain(..)
+                    .map(|(lo, hi, f)| (f, Span::Known(lo, hi))),
+            );
             self.reach.clear();
             return out;
         }
@@ -134,7 +209,8 @@ impl UnreadFiles {
         if !hits.is_empty() {
             // `hits` is descending, so removing in order keeps the other indices valid.
             for i in hits {
-                out.push(self.bounded.remove(i).2);
+                let (lo, hi, f) = self.bounded.remove(i);
+                out.push((f, Span::Known(lo, hi)));
             }
             self.index();
         }
@@ -175,8 +251,8 @@ mod tests {
         )
     }
 
-    fn paths(files: Vec<DataFile>) -> Vec<String> {
-        let mut p: Vec<String> = files.iter().map(|f| f.file_path().to_string()).collect();
+    fn paths(files: Vec<(DataFile, Span)>) -> Vec<String> {
+        let mut p: Vec<String> = files.iter().map(|f| f.0.file_path().to_string()).collect();
         p.sort();
         p
     }
@@ -210,6 +286,26 @@ mod tests {
         assert_eq!(paths(unread.take_covering(Probe::Long(100))), ["no-stats"]);
         assert!(unread.take_covering(Probe::Long(100)).is_empty());
         assert_eq!(paths(unread.take_covering(Probe::Long(5))), ["old"]);
+    }
+
+    #[test]
+    fn a_span_widens_to_hold_its_values_and_covers_only_them() {
+        let mut span = Span::default();
+        assert!(!span.covers(Probe::Long(5)));
+        span.add_probe(Probe::Long(5));
+        span.add_probe(Probe::Long(9));
+        span.add_probe(Probe::Long(7));
+        assert_eq!(span, Span::Known(Bound::Long(5), Bound::Long(9)));
+        assert!(span.covers(Probe::Long(5)) && span.covers(Probe::Long(9)));
+        assert!(!span.covers(Probe::Long(4)) && !span.covers(Probe::Long(10)));
+        span.add(&Span::Known(Bound::Long(0), Bound::Long(1)));
+        assert_eq!(span, Span::Known(Bound::Long(0), Bound::Long(9)));
+        // A value of another kind, or keys of unknown values, make it cover everything.
+        let mut other = span.clone();
+        other.add_probe(Probe::Str("x"));
+        assert_eq!(other, Span::Unknown);
+        span.add(&Span::Unknown);
+        assert!(span.covers(Probe::Long(1_000)));
     }
 
     #[test]
