@@ -22,16 +22,5 @@ if [[ " $* " == *" --compare "* ]]; then
     "$python" -c "import pyspark, duckdb" 2>/dev/null ||
         "$python" -m pip install -q "pyspark==4.3.0" "duckdb==1.5.5"
 fi
-binary="$CARGO_TARGET_DIR/release/cryptolake"
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --binary) binary="$2"; shift ;;
-        *) args+=("$1") ;;
-    esac
-    shift
-done
-if [ "$binary" = "$CARGO_TARGET_DIR/release/cryptolake" ]; then
-    cargo build --release --bin cryptolake
-fi
+source benches/release-binary.sh
 exec "$python" benches/landing_silver.py --bin "$binary" "${args[@]}"

@@ -13,16 +13,5 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 python="$CRYPTOLAKE_VENV/bin/python"
 [ -x "$python" ] || { echo "benches/minute-batches.sh: no venv: run scripts/setup.sh" >&2; exit 1; }
-binary="$CARGO_TARGET_DIR/release/cryptolake"
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --binary) binary="$2"; shift ;;
-        *) args+=("$1") ;;
-    esac
-    shift
-done
-if [ "$binary" = "$CARGO_TARGET_DIR/release/cryptolake" ]; then
-    cargo build --release --bin cryptolake
-fi
+source benches/release-binary.sh
 exec "$python" benches/minute_batches.py --bin "$binary" "${args[@]}"

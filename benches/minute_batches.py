@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -141,6 +142,8 @@ def main() -> int:
     finally:
         moto.terminate()
         moto.wait()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
