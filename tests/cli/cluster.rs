@@ -67,6 +67,28 @@ impl<'a> Cluster<'a> {
     }
 
     /// GET from the scheduler's REST API.
+    /// `path` of the REST API, or `None` while it answers 404 (Ballista lists a job before
+    /// its stages can be read: a test that polls must wait, not fail).
+    fn try_get(&self, path: &str) -> Option<Value> {
+        let url = format!("{}{path}", self.rest);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let r = reqwest::get(&url)
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                return None;
+            }
+            let r = r
+                .error_for_status()
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            Some(r.json().await.unwrap())
+        })
+    }
+
     fn get(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.rest);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -480,7 +502,9 @@ fn an_executor_killed_during_silver_leaves_exact_tables() {
             continue;
         };
         let id = job["job_id"].as_str().unwrap();
-        let stages = cluster.get(&format!("/api/job/{id}/stages"));
+        let Some(stages) = cluster.try_get(&format!("/api/job/{id}/stages")) else {
+            continue;
+        };
         running = stages["stages"].as_array().is_some_and(|stages| {
             stages.iter().any(|s| {
                 s["stage_plan"]
