@@ -66,9 +66,8 @@ impl<'a> Cluster<'a> {
         cluster
     }
 
-    /// GET from the scheduler's REST API.
-    /// `path` of the REST API, or `None` while it answers 404 (Ballista lists a job before
-    /// its stages can be read: a test that polls must wait, not fail).
+    /// `path` of the scheduler's REST API, or `None` while it answers 404 (Ballista lists a
+    /// job before its stages can be read: a test that polls must wait, not fail).
     fn try_get(&self, path: &str) -> Option<Value> {
         let url = format!("{}{path}", self.rest);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -89,21 +88,10 @@ impl<'a> Cluster<'a> {
         })
     }
 
+    /// GET from the scheduler's REST API; a 404 fails the test.
     fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.rest);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            reqwest::get(&url)
-                .await
-                .and_then(|r| r.error_for_status())
-                .unwrap_or_else(|e| panic!("GET {url}: {e}"))
-                .json()
-                .await
-                .unwrap()
-        })
+        self.try_get(path)
+            .unwrap_or_else(|| panic!("GET {}{path}: 404 Not Found", self.rest))
     }
 
     fn wait_for_executors(&self, n: usize) {
