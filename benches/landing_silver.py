@@ -195,6 +195,9 @@ def main():
     p.add_argument("--records", type=int, default=5_000_000)
     p.add_argument("--sizes", default="1")
     p.add_argument("--compare", action="store_true")
+    p.add_argument("--keep", metavar="DIR",
+                   help="make each run's project under DIR and keep it, to run or profile a job "
+                        "on it again")
     args = p.parse_args()
     shapes = args.shape or ["one", "firehose", "gzip"]
     print(f"{dt.date.today()}, {os.cpu_count()} cores; each job in its own process; "
@@ -204,7 +207,9 @@ def main():
     for shape in shapes:
         for factor in [int(x) for x in args.sizes.split(",")]:
             records = args.records * factor
-            work = Path(tempfile.mkdtemp(prefix="cl-bench-"))
+            if args.keep:
+                os.makedirs(args.keep, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f"cl-bench-{shape}-", dir=args.keep))
             try:
                 proj = work / "cl"
                 subprocess.run([args.bin, "init", proj], check=True, stdout=subprocess.DEVNULL)
@@ -222,7 +227,10 @@ def main():
                               f"peak RSS {rss:5.0f} MiB: cryptolake {inner / total:4.1f}x "
                               "faster than its job", flush=True)
             finally:
-                shutil.rmtree(work, ignore_errors=True)
+                if args.keep:
+                    print(f"  kept in {work}", flush=True)
+                else:
+                    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
