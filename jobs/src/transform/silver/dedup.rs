@@ -76,6 +76,32 @@ impl Fingerprint {
     }
 }
 
+/// Hashes a fingerprint for the key sets: its low 64 bits as they are. A fingerprint is
+/// already XXH3-128, uniform in every bit, so hashing it again (std's SipHash, per row of every
+/// batch and per key of every file read) is work for nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FingerprintHasher(u64);
+
+impl std::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+
+    /// Not reached by `u128` keys; folds other input so the hasher stays a correct one.
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+}
+
+/// A set of key fingerprints.
+pub type KeySet = HashSet<u128, std::hash::BuildHasherDefault<FingerprintHasher>>;
+
 /// Key fingerprints one index holds in memory (each costs 19 to 39 bytes with the hash table's
 /// own, by how full it is) before it moves partitions' keys to its spill file: 2 Mi keys, 40 to
 /// 80 MiB, so dedup memory does not grow with the rows a run reads.
@@ -91,10 +117,10 @@ struct Segment {
 }
 
 /// One partition's keys: those in memory (read from table files, kept by this run) with the
-/// span of their values, and the segments spilled before.
+/// span of their values, the segments spilled before, and the table's files not read yet.
 #[derive(Debug, Default)]
 struct Part {
-    keys: HashSet<u128>,
+    keys: KeySet,
     span: Span,
     used: u64,
     spilled: Vec<Segment>,
@@ -102,7 +128,13 @@ struct Part {
     /// read a segment back, so rows that keep returning to old values re-spill a key a
     /// logarithmic number of times, not once a batch.
     floor: usize,
+    unread: UnreadFiles,
 }
+
+/// A partition of one [`KeyIndex`], from [`KeyIndex::partition`]: rows of a batch come in runs
+/// of one partition, so the partition is looked up once a run, not once a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartId(usize);
 
 /// A key set over one table, filled lazily per partition: a partition's set starts empty the
 /// first time a row falls into it, takes the keys of each table file in it the first time a
@@ -115,9 +147,10 @@ struct Part {
 #[derive(Debug)]
 pub struct KeyIndex {
     table: Option<Table>,
-    /// Per partition, the table's files whose keys are not in the set yet.
+    /// Per partition not touched yet, the table's files in it.
     files: HashMap<PartitionKey, UnreadFiles>,
-    parts: HashMap<PartitionKey, Part>,
+    ids: HashMap<PartitionKey, PartId>,
+    parts: Vec<Part>,
     /// Keys in memory, over every partition.
     held: usize,
     max_held: usize,
@@ -167,7 +200,8 @@ impl KeyIndex {
         Ok(Self {
             table,
             files,
-            parts: HashMap::new(),
+            ids: HashMap::new(),
+            parts: Vec::new(),
             held: 0,
             max_held: KEYS_IN_MEMORY,
             clock: 0,
@@ -185,26 +219,38 @@ impl KeyIndex {
         self
     }
 
+    /// The partition `part` of this index (made, with its table files, the first time).
+    pub fn partition(&mut self, part: &PartitionKey) -> PartId {
+        if let Some(id) = self.ids.get(part) {
+            return *id;
+        }
+        let id = PartId(self.parts.len());
+        self.parts.push(Part {
+            unread: self.files.remove(part).unwrap_or_default(),
+            ..Part::default()
+        });
+        self.ids.insert(part.clone(), id);
+        id
+    }
+
     /// Inserts a key fingerprint (in partition `part`, with `probe` the row's value of the
     /// bounded column); false when it was already present. `extract` reads the fingerprint of a
     /// row of the table's key columns.
     pub async fn insert(
         &mut self,
-        part: &PartitionKey,
+        part: PartId,
         key: u128,
         probe: Probe<'_>,
         extract: impl Fn(&arrow::array::RecordBatch, usize) -> u128,
     ) -> Result<bool> {
         self.clock += 1;
-        let clock = self.clock;
-        let covering = match self.files.get_mut(part) {
-            Some(unread) => unread.take_covering(probe),
-            None => Vec::new(),
-        };
-        let mut span = Span::Empty;
-        let loaded = if covering.is_empty() {
-            None
-        } else {
+        let entry = self
+            .parts
+            .get_mut(part.0)
+            .ok_or_else(|| Error::Internal("no such dedup partition".into()))?;
+        let covering = entry.unread.take_covering(probe);
+        if !covering.is_empty() {
+            let mut span = Span::Empty;
             let files = covering
                 .into_iter()
                 .map(|(file, file_span)| {
@@ -212,29 +258,22 @@ impl KeyIndex {
                     file
                 })
                 .collect();
-            Some(self.load(files, &extract).await?)
-        };
-        if !self.parts.contains_key(part) {
-            self.parts.insert(part.clone(), Part::default());
-        }
-        let Self {
-            parts, spill, held, ..
-        } = self;
-        let entry = parts
-            .get_mut(part)
-            .ok_or_else(|| Error::Internal("a dedup partition vanished".into()))?;
-        let before = entry.keys.len();
-        if let Some(loaded) = loaded {
+            let loaded = self.load(files, &extract).await?;
+            let entry = &mut self.parts[part.0];
+            let before = entry.keys.len();
             entry.keys.extend(loaded);
             entry.span.add(&span);
+            self.held += entry.keys.len() - before;
         }
-        read_back(entry, spill.as_ref(), probe)?;
-        entry.used = clock;
+        let entry = &mut self.parts[part.0];
+        let before = entry.keys.len();
+        read_back(entry, self.spill.as_ref(), probe)?;
+        entry.used = self.clock;
         let new = entry.keys.insert(key);
         if new {
             entry.span.add_probe(probe);
         }
-        *held += entry.keys.len() - before;
+        self.held += entry.keys.len() - before;
         Ok(new)
     }
 
@@ -244,23 +283,24 @@ impl KeyIndex {
         if self.held <= self.max_held {
             return Ok(());
         }
-        let mut order: Vec<(u64, std::cmp::Reverse<usize>, PartitionKey)> = self
+        let mut order: Vec<(u64, std::cmp::Reverse<usize>, usize)> = self
             .parts
             .iter()
+            .enumerate()
             .filter(|(_, p)| !p.keys.is_empty() && p.keys.len() >= p.floor)
-            .map(|(k, p)| (p.used, std::cmp::Reverse(p.keys.len()), k.clone()))
+            .map(|(i, p)| (p.used, std::cmp::Reverse(p.keys.len()), i))
             .collect();
         order.sort_unstable();
         for (_, _, part) in order {
             if self.held <= self.max_held {
                 break;
             }
-            self.spill_part(&part)?;
+            self.spill_part(part)?;
         }
         Ok(())
     }
 
-    fn spill_part(&mut self, part: &PartitionKey) -> Result<()> {
+    fn spill_part(&mut self, part: usize) -> Result<()> {
         if self.spill.is_none() {
             self.spill = Some(SpillFile::create(&self.disk)?);
         }
@@ -283,8 +323,8 @@ impl KeyIndex {
         &self,
         files: Vec<DataFile>,
         extract: &impl Fn(&arrow::array::RecordBatch, usize) -> u128,
-    ) -> Result<HashSet<u128>> {
-        let mut keys = HashSet::new();
+    ) -> Result<KeySet> {
+        let mut keys = KeySet::default();
         let Some(table) = &self.table else {
             return Ok(keys);
         };
@@ -349,7 +389,7 @@ impl SpillFile {
     }
 
     /// Appends `keys`; returns where they start.
-    fn append(&mut self, keys: &HashSet<u128>) -> Result<u64> {
+    fn append(&mut self, keys: &KeySet) -> Result<u64> {
         use std::io::{Seek, SeekFrom, Write};
         let error = |e| Error::io("spilling dedup keys", e);
         let offset = self.len;
@@ -364,14 +404,14 @@ impl SpillFile {
     }
 
     /// The `count` keys at `offset`.
-    fn read(&self, offset: u64, count: usize) -> Result<HashSet<u128>> {
+    fn read(&self, offset: u64, count: usize) -> Result<KeySet> {
         use std::io::{Read, Seek, SeekFrom};
         let error = |e| Error::io("reading spilled dedup keys back", e);
         let mut file = &self.file;
         file.seek(SeekFrom::Start(offset)).map_err(error)?;
         let mut bytes = vec![0u8; count * 16];
         file.read_exact(&mut bytes).map_err(error)?;
-        let mut keys = HashSet::with_capacity(count);
+        let mut keys = KeySet::with_capacity_and_hasher(count, Default::default());
         for chunk in bytes.chunks_exact(16) {
             let mut key = [0u8; 16];
             key.copy_from_slice(chunk);
@@ -433,12 +473,8 @@ mod tests {
         let mut new = Vec::new();
         for (key, time) in rows {
             let probe = Probe::Long(*time);
-            new.push(
-                index
-                    .insert(&part(symbol), *key, probe, never)
-                    .await
-                    .unwrap(),
-            );
+            let id = index.partition(&part(symbol));
+            new.push(index.insert(id, *key, probe, never).await.unwrap());
         }
         index.release().unwrap();
         new
@@ -446,7 +482,7 @@ mod tests {
 
     /// Keys of the partition's spilled segments.
     fn spilled(index: &KeyIndex, symbol: &str) -> usize {
-        index.parts[&part(symbol)]
+        index.parts[index.ids[&part(symbol)].0]
             .spilled
             .iter()
             .map(|s| s.count)
@@ -454,7 +490,7 @@ mod tests {
     }
 
     fn in_memory(index: &KeyIndex) -> usize {
-        index.parts.values().map(|p| p.keys.len()).sum()
+        index.parts.iter().map(|p| p.keys.len()).sum()
     }
 
     /// Rows `(k, k)` for keys `from..to`: key k at time k.
@@ -503,12 +539,8 @@ mod tests {
         let mut index = index(4).await;
         for (symbol, key) in [("A", 0), ("B", 0), ("C", 0), ("A", 1), ("B", 1), ("C", 1)] {
             let probe = Probe::Long(key as i64);
-            assert!(
-                index
-                    .insert(&part(symbol), key, probe, never)
-                    .await
-                    .unwrap()
-            );
+            let id = index.partition(&part(symbol));
+            assert!(index.insert(id, key, probe, never).await.unwrap());
         }
         index.release().unwrap();
         // Six keys over a budget of four: A (used first) spills, then B is enough.

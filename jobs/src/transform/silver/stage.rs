@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, FixedSizeBinaryArray, Int32Array, RecordBatch,
-    RecordBatchOptions, StringArray, UInt8Array, new_null_array,
+    RecordBatchOptions, StringArray, StringBuilder, UInt8Array, new_null_array,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::Output;
 use super::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
 use super::dedup::{
-    KeyIndex, PartitionKey, quote_fingerprint, quote_key, trade_fingerprint, trade_key,
+    KeyIndex, PartId, PartitionKey, quote_fingerprint, quote_key, trade_fingerprint, trade_key,
 };
 use super::key_files::Probe;
 use super::normalize::{Fields, Normalized, normalize};
@@ -129,14 +129,26 @@ pub struct NormalizeSpec {
 struct Heads {
     keys: Vec<Option<[u8; 16]>>,
     days: Vec<Option<i32>>,
-    shuffle: Vec<String>,
+    shuffle: StringBuilder,
 }
 
 impl Heads {
-    fn push(&mut self, key: Option<u128>, day: Option<i32>, shuffle: String) {
-        self.keys.push(key.map(u128::to_le_bytes));
-        self.days.push(day);
-        self.shuffle.push(shuffle);
+    /// A quote's or trade's: its key, day and `symbol/day` (written into the column's buffer,
+    /// not a string of its own per row).
+    fn push_keyed(&mut self, key: u128, day: i32, symbol: &str) {
+        use std::fmt::Write;
+        self.keys.push(Some(key.to_le_bytes()));
+        self.days.push(Some(day));
+        // Writing into the builder cannot fail.
+        let _ = write!(self.shuffle, "{symbol}/{day}");
+        self.shuffle.append_value("");
+    }
+
+    /// A quarantined record's: no key or day; shuffled by its source.
+    fn push_bad(&mut self, source: &str) {
+        self.keys.push(None);
+        self.days.push(None);
+        self.shuffle.append_value(source);
     }
 }
 
@@ -173,17 +185,17 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
             RowOutcome::Quote(q) => {
                 let day = q.event_us.div_euclid(DAY_US) as i32;
                 let key = quote_fingerprint(&spec.source, &q.symbol, q.event_us);
-                head.push(Some(key), Some(day), format!("{}/{day}", q.symbol));
+                head.push_keyed(key, day, &q.symbol);
                 quotes.push(&spec.source, q, ingest_us, f);
             }
             RowOutcome::Trade(t) => {
                 let day = t.event_us.div_euclid(DAY_US) as i32;
                 let key = trade_fingerprint(&t.trade_id);
-                head.push(Some(key), Some(day), format!("{}/{day}", t.symbol));
+                head.push_keyed(key, day, &t.symbol);
                 trades.push(&spec.source, t, ingest_us, f);
             }
             RowOutcome::Bad { reason, raw } => {
-                head.push(None, None, spec.source.clone());
+                head.push_bad(&spec.source);
                 bad.push(&BadRecord {
                     source: &spec.source,
                     file: f,
@@ -209,7 +221,7 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
 fn wide_batch(
     spec: &NormalizeSpec,
     kind: Output,
-    heads: Heads,
+    mut heads: Heads,
     rows: RecordBatch,
 ) -> Result<RecordBatch> {
     let n = rows.num_rows();
@@ -217,7 +229,7 @@ fn wide_batch(
     let keys = FixedSizeBinaryArray::try_from_sparse_iter_with_size(heads.keys.into_iter(), 16)?;
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(UInt8Array::from(vec![kind as u8; n])),
-        Arc::new(StringArray::from(heads.shuffle)),
+        Arc::new(heads.shuffle.finish()),
         Arc::new(StringArray::from(vec![spec.source.as_str(); n])),
         Arc::new(BooleanArray::from(vec![trades; n])),
         Arc::new(keys),
@@ -267,17 +279,69 @@ impl SinkCounts {
             mine.quarantined += c.quarantined;
         }
     }
+}
 
-    fn source(&mut self, source: &str) -> &mut SourceCounts {
-        if !self.sources.contains_key(source) {
-            self.sources
-                .insert(source.to_string(), SourceCounts::default());
+/// One batch's counts, gathered beside the loop over its rows (which nearly always share one
+/// source) and added to the task's once a batch.
+#[derive(Default)]
+struct Tally<'a> {
+    sources: Vec<(&'a str, SourceCounts)>,
+    last: usize,
+    tables: [TableCounts; 3],
+}
+
+impl<'a> Tally<'a> {
+    fn source(&mut self, name: &'a str) -> &mut SourceCounts {
+        if self.sources.get(self.last).is_none_or(|(s, _)| *s != name) {
+            self.last = match self.sources.iter().position(|(s, _)| *s == name) {
+                Some(i) => i,
+                None => {
+                    self.sources.push((name, SourceCounts::default()));
+                    self.sources.len() - 1
+                }
+            };
         }
-        self.sources.get_mut(source).expect("inserted above")
+        &mut self.sources[self.last].1
     }
 
-    fn table(&mut self, out: Output) -> &mut TableCounts {
-        self.tables.entry(out).or_default()
+    /// A quarantined row: counted in quarantine and against the table it was meant for.
+    fn bad(&mut self, trades: bool) {
+        self.tables[Output::Quarantine.index()].rows_in += 1;
+        let meant_for = if trades {
+            Output::Trades
+        } else {
+            Output::Quotes
+        };
+        self.tables[meant_for.index()].quarantined += 1;
+    }
+
+    /// A quote or trade row: new, or a duplicate dropped.
+    fn row(&mut self, source: &'a str, out: Output, new: bool) {
+        let table = &mut self.tables[out.index()];
+        table.rows_in += 1;
+        if !new {
+            table.duplicates_dropped += 1;
+        }
+        let counts = self.source(source);
+        if new {
+            counts.good += 1;
+        } else {
+            counts.duplicates_dropped += 1;
+        }
+    }
+
+    /// Adds the batch's counts to the task's (tables and sources the batch touched only).
+    fn into(self, counts: &mut SinkCounts) {
+        let mut batch = SinkCounts::default();
+        for (name, c) in self.sources {
+            batch.sources.insert(name.to_string(), c);
+        }
+        for (out, c) in Output::ALL.into_iter().zip(self.tables) {
+            if c != TableCounts::default() {
+                batch.tables.insert(out, c);
+            }
+        }
+        counts.add(&batch);
     }
 }
 
@@ -371,13 +435,17 @@ impl SilverSink {
         let (times, trade_ids) = probe_columns(wide)?;
         // Per row: kept (a quarantine row, or a key not seen before).
         let mut kept = vec![false; n];
-        let mut part: Option<PartitionKey> = None;
+        let mut tally = Tally::default();
+        // The partition of the run of rows the loop is in: rows come in runs of one.
+        let mut current: Option<(Output, PartitionKey, PartId)> = None;
         for (row, keep) in kept.iter_mut().enumerate() {
             let out = Output::from_index(kind.value(row) as usize)?;
-            self.counts.source(source.value(row)).records += 1;
+            let counts = tally.source(source.value(row));
+            counts.records += 1;
             if out == Output::Quarantine {
                 *keep = true;
-                self.count_bad(source.value(row), trades.value(row));
+                counts.quarantined += 1;
+                tally.bad(trades.value(row));
                 continue;
             }
             let symbol = symbols[out.index()]
@@ -385,10 +453,19 @@ impl SilverSink {
                 .ok_or_else(|| Error::Internal("wide rows lack a symbol".into()))?
                 .value(row);
             let day = days.value(row);
-            if part.as_ref().is_none_or(|(s, d)| s != symbol || *d != day) {
-                part = Some((symbol.to_string(), day));
-            }
-            let part = part.as_ref().expect("set above");
+            let index = match out {
+                Output::Quotes => &mut self.quote_keys,
+                _ => &mut self.trade_keys,
+            };
+            let part = match &current {
+                Some((o, (s, d), id)) if *o == out && s == symbol && *d == day => *id,
+                _ => {
+                    let key = (symbol.to_string(), day);
+                    let id = index.partition(&key);
+                    current = Some((out, key, id));
+                    id
+                }
+            };
             let key = u128::from_le_bytes(
                 keys.value(row)
                     .try_into()
@@ -397,22 +474,17 @@ impl SilverSink {
             let new = match out {
                 Output::Quotes => {
                     let probe = Probe::Long(times.value(row));
-                    self.quote_keys.insert(part, key, probe, quote_key).await?
+                    index.insert(part, key, probe, quote_key).await?
                 }
                 _ => {
                     let probe = Probe::Str(trade_ids.value(row));
-                    self.trade_keys.insert(part, key, probe, trade_key).await?
+                    index.insert(part, key, probe, trade_key).await?
                 }
             };
-            self.table_counts(out, new);
-            let counts = self.counts.source(source.value(row));
-            if new {
-                counts.good += 1;
-                *keep = true;
-            } else {
-                counts.duplicates_dropped += 1;
-            }
+            tally.row(source.value(row), out, new);
+            *keep = new;
         }
+        tally.into(&mut self.counts);
         for out in Output::ALL {
             let keep: BooleanArray = kind
                 .iter()
@@ -423,26 +495,6 @@ impl SilverSink {
         }
         self.quote_keys.release()?;
         self.trade_keys.release()
-    }
-
-    fn count_bad(&mut self, source: &str, trades: bool) {
-        self.counts.source(source).quarantined += 1;
-        self.counts.table(Output::Quarantine).rows_in += 1;
-        // Also shown against the table the record was meant for.
-        let meant_for = if trades {
-            Output::Trades
-        } else {
-            Output::Quotes
-        };
-        self.counts.table(meant_for).quarantined += 1;
-    }
-
-    fn table_counts(&mut self, out: Output, new: bool) {
-        let table = self.counts.table(out);
-        table.rows_in += 1;
-        if !new {
-            table.duplicates_dropped += 1;
-        }
     }
 
     /// Writes the kept rows of one output's section.
