@@ -1,10 +1,11 @@
 //! Iceberg tables without DataFusion plans: which files and snapshots to read ([`scan`]),
 //! DataFusion filters as Iceberg predicates ([`predicate`]), writing partitioned, rolling
-//! Parquet data files ([`writer`]), and a table as a self-contained reference that travels to
+//! Parquet data files ([`writer`], split by partition in [`split`]), and a table as a self-contained reference that travels to
 //! other processes ([`table_ref`]).
 
 pub mod predicate;
 pub mod scan;
+pub mod split;
 pub mod table_ref;
 pub mod writer;
 

@@ -13,7 +13,7 @@ use arrow::array::{Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use arrow::datatypes::SchemaRef;
-use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
+use iceberg::arrow::schema_to_arrow_schema;
 use iceberg::spec::Struct;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
@@ -28,6 +28,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
+use super::split::PartitionSplitter;
 use crate::{Error, Result};
 
 type Inner =
@@ -90,7 +91,7 @@ pub fn arrow_schema(table: &Table) -> Result<ArrowSchemaRef> {
 
 /// Writes batches into a table's data files.
 pub struct TableWriter {
-    splitter: RecordBatchPartitionSplitter,
+    splitter: PartitionSplitter,
     writer: Fanout,
     schema: ArrowSchemaRef,
     rows: u64,
@@ -145,10 +146,7 @@ impl TableWriter {
             DefaultLocationGenerator::new(metadata)?,
             names,
         );
-        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
-            metadata.current_schema().clone(),
-            metadata.default_partition_spec().clone(),
-        )?;
+        let splitter = PartitionSplitter::new(metadata)?;
         Ok(Self {
             splitter,
             writer: Fanout {
