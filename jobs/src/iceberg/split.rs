@@ -79,7 +79,7 @@ impl PartitionSplitter {
         // few (a batch of silver rows holds about as many partitions as symbols), by hash
         // past that.
         let mut groups: Vec<(usize, Vec<u32>)> = Vec::new();
-        let mut by_row: HashMap<OwnedRow, usize> = HashMap::new();
+        let mut by_row: HashMap<OwnedRow, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut current = 0;
         for i in 0..rows.num_rows() {
             let row = rows.row(i);

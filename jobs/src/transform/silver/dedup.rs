@@ -48,31 +48,61 @@ fn partition_of(file: &DataFile) -> Option<PartitionKey> {
     Some((symbol, day))
 }
 
-/// Builds one key's fingerprint over the module's byte encoding.
-struct Fingerprint(twox_hash::XxHash3_128);
+/// Builds one key's fingerprint over the module's byte encoding: the encoding is gathered in a
+/// buffer on the stack and hashed at once. (XXH3's streaming state is several hundred bytes to
+/// set up per key: a twentieth of silver's time went to it, per row.)
+struct Fingerprint {
+    stack: [u8; FINGERPRINT_STACK],
+    len: usize,
+    /// The encoding once it outgrows `stack`.
+    heap: Vec<u8>,
+}
+
+/// Encoded keys up to this many bytes are hashed from the stack.
+const FINGERPRINT_STACK: usize = 96;
 
 impl Fingerprint {
     fn new(tag: u8) -> Self {
-        let mut hash = twox_hash::XxHash3_128::new();
-        hash.write(&[tag]);
-        Self(hash)
+        let mut key = Self {
+            stack: [0; FINGERPRINT_STACK],
+            len: 0,
+            heap: Vec::new(),
+        };
+        key.put(&[tag]);
+        key
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() && self.len + bytes.len() <= FINGERPRINT_STACK {
+            self.stack[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            if self.heap.is_empty() {
+                self.heap.extend_from_slice(&self.stack[..self.len]);
+            }
+            self.heap.extend_from_slice(bytes);
+        }
     }
 
     fn str(mut self, s: &str) -> Self {
         // Silver's keys are short; a string over 4 GiB would not be a key.
         let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
-        self.0.write(&len.to_le_bytes());
-        self.0.write(s.as_bytes());
+        self.put(&len.to_le_bytes());
+        self.put(s.as_bytes());
         self
     }
 
     fn int(mut self, n: i64) -> Self {
-        self.0.write(&n.to_le_bytes());
+        self.put(&n.to_le_bytes());
         self
     }
 
     fn finish(self) -> u128 {
-        self.0.finish_128()
+        if self.heap.is_empty() {
+            twox_hash::XxHash3_128::oneshot(&self.stack[..self.len])
+        } else {
+            twox_hash::XxHash3_128::oneshot(&self.heap)
+        }
     }
 }
 
@@ -149,7 +179,9 @@ pub struct KeyIndex {
     table: Option<Table>,
     /// Per partition not touched yet, the table's files in it.
     files: HashMap<PartitionKey, UnreadFiles>,
-    ids: HashMap<PartitionKey, PartId>,
+    /// Looked up about once a row (time-ordered rows interleave partitions): foldhash, not
+    /// SipHash, whose cost showed in silver's profile.
+    ids: HashMap<PartitionKey, PartId, foldhash::fast::RandomState>,
     parts: Vec<Part>,
     /// Keys in memory, over every partition.
     held: usize,
@@ -200,7 +232,7 @@ impl KeyIndex {
         Ok(Self {
             table,
             files,
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             parts: Vec::new(),
             held: 0,
             max_held: KEYS_IN_MEMORY,
@@ -553,6 +585,19 @@ mod tests {
             (2, 0, 0)
         );
         assert_eq!(index.held, 4);
+    }
+
+    #[test]
+    fn a_key_past_the_stack_buffer_hashes_its_whole_encoding() {
+        let id = "x".repeat(200);
+        let mut encoding = vec![b't'];
+        encoding.extend_from_slice(&200u32.to_le_bytes());
+        encoding.extend_from_slice(id.as_bytes());
+        assert_eq!(
+            trade_fingerprint(&id),
+            twox_hash::XxHash3_128::oneshot(&encoding)
+        );
+        assert_ne!(trade_fingerprint(&id), trade_fingerprint(&id[1..]));
     }
 
     #[test]
