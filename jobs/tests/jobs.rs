@@ -226,9 +226,7 @@ async fn a_group_whose_files_were_rewritten_meanwhile_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writing_more_partitions_than_may_stay_open_loses_no_row() {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::array::Int64Array;
     use cryptolake_catalog::SnapshotCommit;
     use cryptolake_jobs::iceberg::writer::{MAX_OPEN_PARTITIONS, TableWriter, arrow_schema};
 
@@ -241,19 +239,8 @@ async fn writing_more_partitions_than_may_stay_open_loses_no_row() {
     // Two batches, each touching every day (partition) in turn: the writer must close files
     // early to stay under its limit of open partitions.
     for pass in 0..2i64 {
-        let n = days as usize;
-        let mut columns: Vec<ArrayRef> = (0..schema.fields().len() - 3)
-            .map(|_| Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef)
-            .collect();
-        columns.push(Arc::new(StringArray::from(vec!["trades/f"; n])));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            (0..days).map(|d| pass * days + d),
-        )));
-        columns.push(Arc::new(TimestampMicrosecondArray::from_iter_values(
-            (0..days).map(|d| 1_767_225_600_000_000 + d * 86_400_000_000),
-        )));
-        let batch = arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap();
-        writer.write(batch).await.unwrap();
+        let rows: Vec<(i64, i64)> = (0..days).map(|d| (pass * days + d, d)).collect();
+        writer.write(bronze_trades(&schema, &rows)).await.unwrap();
     }
     let files = writer.close().await.unwrap();
     assert!(
@@ -286,6 +273,66 @@ async fn writing_more_partitions_than_may_stay_open_loses_no_row() {
         .unwrap()
         .value(0);
     assert_eq!(n, 2 * days);
+}
+
+/// bronze.trades rows `(_record, day after 2026-01-01)`, their other columns null.
+fn bronze_trades(
+    schema: &arrow::datatypes::SchemaRef,
+    rows: &[(i64, i64)],
+) -> arrow::array::RecordBatch {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    let n = rows.len();
+    let mut columns: Vec<ArrayRef> = (0..schema.fields().len() - 3)
+        .map(|_| Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef)
+        .collect();
+    columns.push(Arc::new(StringArray::from(vec!["trades/f"; n])));
+    columns.push(Arc::new(Int64Array::from_iter_values(
+        rows.iter().map(|r| r.0),
+    )));
+    columns.push(Arc::new(TimestampMicrosecondArray::from_iter_values(
+        rows.iter()
+            .map(|r| 1_767_225_600_000_000 + r.1 * 86_400_000_000),
+    )));
+    arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_idle_for_many_batches_close_and_every_row_is_kept() {
+    use cryptolake_jobs::iceberg::writer::{
+        IDLE_BATCHES, SOFT_OPEN_PARTITIONS, TableWriter, arrow_schema,
+    };
+
+    let e = env(0).await;
+    let layout = cryptolake_catalog::layout::bronze("trades").unwrap();
+    let table = e.ctx.lake.ensure_table(&layout).await.unwrap();
+    let schema = arrow_schema(&table).unwrap();
+    let mut writer = TableWriter::new(&table, 64 << 20).unwrap();
+    // Batch b holds two rows of day b, as time-ordered input does: a day's file is idle once
+    // the day has passed.
+    for b in 0..40i64 {
+        writer
+            .write(bronze_trades(&schema, &[(2 * b, b), (2 * b + 1, b)]))
+            .await
+            .unwrap();
+        let open = writer.open_partitions();
+        assert!(
+            open <= SOFT_OPEN_PARTITIONS.max(IDLE_BATCHES as usize + 1),
+            "{open} open"
+        );
+    }
+    // At the 40th batch the days written in the last 17 batches are still open.
+    assert_eq!(writer.open_partitions(), IDLE_BATCHES as usize + 1);
+    let files = writer.close().await.unwrap();
+    assert_eq!(files.len(), 40);
+    assert!(files.iter().all(|f| f.record_count() == 2));
+    e.ctx
+        .lake
+        .commit(&cryptolake_catalog::SnapshotCommit::append(layout.ident()).add_files(files))
+        .await
+        .unwrap();
+    assert_eq!(count(&e.ctx.lake, "bronze.trades").await, 80);
 }
 
 async fn sum_price(lake: &Lake) -> (i64, String) {

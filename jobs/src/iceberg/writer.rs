@@ -2,7 +2,8 @@
 //!
 //! Rows are split by the table's partition spec and fanned out to one rolling writer per
 //! partition, at most [`MAX_OPEN_PARTITIONS`] open at once (the least recently used is closed
-//! first), so memory does not grow with the partitions a run touches; files roll at the target
+//! first), and past [`SOFT_OPEN_PARTITIONS`] a file not written for [`IDLE_BATCHES`] batches is
+//! closed, so memory does not grow with the partitions a run touches; files roll at the target
 //! size and are compressed with zstd, which iceberg's Parquet writer does not take from the
 //! table property. File names start with a fresh UUID
 //! per writer, so a re-run after a crash never collides with the orphans of the crashed run.
@@ -41,18 +42,51 @@ type InnerWriter = <Inner as IcebergWriterBuilder>::R;
 /// spans many days of many symbols, and then memory stays bounded instead.
 pub const MAX_OPEN_PARTITIONS: usize = 32;
 
+/// Open partition files above which idle ones are closed. An open file costs far more than its
+/// rows: every column keeps a zstd context and its pages until the file's row group fills,
+/// which a day's partition of one symbol (86,400 quotes) never does. Time-ordered input leaves
+/// each day's files idle once the day has passed; closing them took silver's memory at 5 M
+/// records (three days, 60 files) down by the files it held.
+pub const SOFT_OPEN_PARTITIONS: usize = 8;
+
+/// Batches a partition's file may go unwritten before it counts as idle. A partition written
+/// more rarely than this (a sparse symbol among many) gets a file per visit: compaction joins
+/// them.
+pub const IDLE_BATCHES: u64 = 16;
+
 /// One open writer per partition, the least recently used closed when too many are open.
 struct Fanout {
     builder: Inner,
+    /// Per partition its writer and the batch (`clock`) that last wrote it.
     open: std::collections::HashMap<Struct, (InnerWriter, u64)>,
+    /// Ticks once a batch.
     clock: u64,
     max_open: usize,
     done: Vec<DataFile>,
 }
 
 impl Fanout {
-    async fn write(&mut self, key: iceberg::spec::PartitionKey, batch: RecordBatch) -> Result<()> {
+    /// Starts a batch: first closes, past the soft limit, the files idle for too long.
+    async fn tick(&mut self) -> Result<()> {
         self.clock += 1;
+        if self.open.len() <= SOFT_OPEN_PARTITIONS {
+            return Ok(());
+        }
+        let idle: Vec<Struct> = self
+            .open
+            .iter()
+            .filter(|(_, (_, used))| used + IDLE_BATCHES < self.clock)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            if let Some((mut writer, _)) = self.open.remove(&key) {
+                self.done.extend(writer.close().await?);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&mut self, key: iceberg::spec::PartitionKey, batch: RecordBatch) -> Result<()> {
         if !self.open.contains_key(key.data()) {
             if self.open.len() >= self.max_open {
                 let oldest = self
@@ -171,11 +205,17 @@ impl TableWriter {
         self.rows
     }
 
+    /// Partition files open now.
+    pub fn open_partitions(&self) -> usize {
+        self.writer.open.len()
+    }
+
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         self.rows += batch.num_rows() as u64;
+        self.writer.tick().await?;
         for (key, part) in self.splitter.split(&batch)? {
             self.writer.write(key, part).await?;
         }
