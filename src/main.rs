@@ -5,13 +5,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc, as DataFusion's and Ballista's own binaries use: silver allocates and frees small
-/// strings and buffers per row and per batch on every worker thread, and glibc's malloc spent
-/// about a fifth of silver's CPU time on them (perf, 5 M records) while its per-thread arenas
-/// held freed memory apart.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = cryptolake::cli::Cli::parse();
     // `cryptolake ... | head` closes stdout early: end quietly as other Unix tools do (128 +
