@@ -236,11 +236,7 @@ mod tests {
         let parts: Vec<Vec<String>> = parts.iter().map(symbols).collect();
         assert_eq!(
             parts,
-            [
-                vec!["BTC-USD"; 2],
-                vec!["ETH-USD".to_string()],
-                vec!["BTC-USD".to_string()]
-            ]
+            [vec!["BTC-USD"; 2], vec!["ETH-USD"], vec!["BTC-USD"]]
         );
     }
 
