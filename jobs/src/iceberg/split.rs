@@ -170,8 +170,14 @@ mod tests {
 
     /// `(symbol, event time)` rows under the table's Arrow schema, other columns null.
     fn batch_of(metadata: &TableMetadata, rows: &[(String, i64)]) -> RecordBatch {
-        let schema =
-            Arc::new(iceberg::arrow::schema_to_arrow_schema(metadata.current_schema()).unwrap());
+        let schema = iceberg::arrow::schema_to_arrow_schema(metadata.current_schema()).unwrap();
+        // Nullable, so the columns the split does not read can be null (field ids stay).
+        let fields: Vec<arrow::datatypes::Field> = schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new(fields));
         let columns = schema
             .fields()
             .iter()
