@@ -184,10 +184,9 @@ mod tests {
             .map(|f| -> ArrayRef {
                 match f.name().as_str() {
                     "symbol" => Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
-                    "event_time" => Arc::new(
-                        TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))
-                            .with_timezone("+00:00"),
-                    ),
+                    "event_time" => Arc::new(TimestampMicrosecondArray::from_iter_values(
+                        rows.iter().map(|r| r.1),
+                    )),
                     _ => arrow::array::new_null_array(f.data_type(), rows.len()),
                 }
             })
