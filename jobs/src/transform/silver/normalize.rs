@@ -1,6 +1,6 @@
 //! One bronze record of a source into one silver row, or the reason it cannot be.
 
-use super::parse::{normalize_symbol, parse_decimal, parse_time};
+use super::parse::{normalize_symbol, parse_decimal, parse_time, symbol_of};
 
 /// A normalized quote (prices scaled by 10^16, times in UTC microseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,8 +108,13 @@ pub fn normalize(source: &str, f: &impl Fields) -> Result<Normalized, String> {
         "coinbase_spot" => {
             let base = required(f, "base")?;
             let currency = f.get("currency").unwrap_or("USD");
-            let sym = normalize_symbol(&format!("{base}-{currency}"), "USD")
-                .map_err(|e| format!("base/currency: {e}"))?;
+            // Plain parts (nearly every record) make the symbol at once; others go through
+            // the joined text, for the same result and reason as always.
+            let sym = match symbol_of(base, currency) {
+                Some(sym) => sym,
+                None => normalize_symbol(&format!("{base}-{currency}"), "USD")
+                    .map_err(|e| format!("base/currency: {e}"))?,
+            };
             Normalized::Quote(quote(
                 sym,
                 positive(f, "amount")?,
