@@ -27,9 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Output;
 use super::batches::{BadRecord, QuarantineBatch, QuoteBatch, RowBatch, TradeBatch};
-use super::dedup::{
-    KeyIndex, PartId, PartitionKey, quote_fingerprint, quote_key, trade_fingerprint, trade_key,
-};
+use super::dedup::{KeyIndex, PartId, quote_fingerprint, quote_key, trade_fingerprint, trade_key};
 use super::key_files::Probe;
 use super::normalize::{Fields, Normalized, normalize};
 use crate::iceberg::writer::conform;
@@ -39,6 +37,9 @@ use crate::sources::BronzeInput;
 use crate::{Error, Result};
 
 const DAY_US: i64 = 86_400_000_000;
+/// Partitions a sink batch remembers by borrowed symbol (past them, a row's partition is looked
+/// up in the index): more than the symbols a task's batch usually holds.
+const MET_PARTITIONS: usize = 64;
 
 /// Which table a wide row belongs to (`Output as u8`).
 pub const KIND: &str = "_kind";
@@ -154,9 +155,9 @@ impl Heads {
 
 /// Stage one: a bronze batch as wide rows, one batch per output that has rows.
 pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-    let rows = normalize_batch(&spec.format, batch)?;
-    let batch = &rows.batch;
-    let file = string_column(batch, "_file")?;
+    let mut fields = RowFields::new(&spec.format, &batch)?;
+    let raw = string_column(&batch, "_raw")?;
+    let file = string_column(&batch, "_file")?;
     let record = batch
         .column_by_name("_record")
         .map(|c| c.as_primitive::<Int64Type>().clone())
@@ -169,7 +170,11 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
     let (mut quotes, mut trades) = (QuoteBatch::new(qs), TradeBatch::new(ts));
     let mut bad = QuarantineBatch::new(xs, spec.now_us);
     let mut heads: [Heads; 3] = Default::default();
-    for (row, outcome) in rows.outcomes.iter().enumerate() {
+    // Each row's outcome goes straight into its section's builders: no batch of outcomes
+    // (a few hundred bytes a row) is gathered first.
+    for row in 0..batch.num_rows() {
+        let outcome = outcome_of(&spec.format, &mut fields, &raw, row);
+        let outcome = &outcome;
         let out = outcome.output();
         if !spec.takes.contains(&out) {
             continue;
@@ -436,8 +441,9 @@ impl SilverSink {
         // Per row: kept (a quarantine row, or a key not seen before).
         let mut kept = vec![false; n];
         let mut tally = Tally::default();
-        // The partition of the run of rows the loop is in: rows come in runs of one.
-        let mut current: Option<(Output, PartitionKey, PartId)> = None;
+        // The partitions this batch has met: time-ordered rows interleave a few symbols, so a
+        // short scan of borrowed symbols finds a row's partition without a `String` a row.
+        let mut met: Vec<(Output, &str, i32, PartId)> = Vec::new();
         for (row, keep) in kept.iter_mut().enumerate() {
             let out = Output::from_index(kind.value(row) as usize)?;
             let counts = tally.source(source.value(row));
@@ -457,12 +463,16 @@ impl SilverSink {
                 Output::Quotes => &mut self.quote_keys,
                 _ => &mut self.trade_keys,
             };
-            let part = match &current {
-                Some((o, (s, d), id)) if *o == out && s == symbol && *d == day => *id,
-                _ => {
-                    let key = (symbol.to_string(), day);
-                    let id = index.partition(&key);
-                    current = Some((out, key, id));
+            let part = match met
+                .iter()
+                .find(|(o, s, d, _)| *o == out && *d == day && *s == symbol)
+            {
+                Some((.., id)) => *id,
+                None => {
+                    let id = index.partition(&(symbol.to_string(), day));
+                    if met.len() < MET_PARTITIONS {
+                        met.push((out, symbol, day, id));
+                    }
                     id
                 }
             };
@@ -563,37 +573,24 @@ impl RowOutcome {
     }
 }
 
-/// A bronze batch with every row's outcome worked out.
-struct NormalizedBatch {
-    batch: RecordBatch,
-    outcomes: Vec<RowOutcome>,
-}
-
-/// Parses and checks every row of a bronze batch (pure CPU work).
-fn normalize_batch(format: &str, batch: RecordBatch) -> Result<NormalizedBatch> {
-    let mut fields = RowFields::new(format, &batch)?;
-    let raw = string_column(&batch, "_raw")?;
-    let outcomes = (0..batch.num_rows())
-        .map(|row| {
-            fields.row = row;
-            if raw.is_valid(row) {
-                let text = raw.value(row);
-                return RowOutcome::Bad {
-                    reason: raw_reason(text),
-                    raw: text.to_string(),
-                };
-            }
-            match normalize(format, &fields) {
-                Ok(Normalized::Quote(q)) => RowOutcome::Quote(q),
-                Ok(Normalized::Trade(t)) => RowOutcome::Trade(t),
-                Err(reason) => RowOutcome::Bad {
-                    reason,
-                    raw: fields.to_json(),
-                },
-            }
-        })
-        .collect();
-    Ok(NormalizedBatch { batch, outcomes })
+/// What bronze row `row` becomes (pure CPU work).
+fn outcome_of(format: &str, fields: &mut RowFields, raw: &StringArray, row: usize) -> RowOutcome {
+    fields.row = row;
+    if raw.is_valid(row) {
+        let text = raw.value(row);
+        return RowOutcome::Bad {
+            reason: raw_reason(text),
+            raw: text.to_string(),
+        };
+    }
+    match normalize(format, &*fields) {
+        Ok(Normalized::Quote(q)) => RowOutcome::Quote(q),
+        Ok(Normalized::Trade(t)) => RowOutcome::Trade(t),
+        Err(reason) => RowOutcome::Bad {
+            reason,
+            raw: fields.to_json(),
+        },
+    }
 }
 
 /// One bronze row's source fields, by column name (`row` moves along the batch).
