@@ -27,7 +27,7 @@ use futures::TryStreamExt;
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 
-use super::key_files::{Probe, Span, UnreadFiles};
+use super::key_files::{Probe, Ranges, UnreadFiles};
 use crate::iceberg::scan;
 use crate::{Error, Result};
 
@@ -133,17 +133,19 @@ impl std::hash::Hasher for FingerprintHasher {
 pub type KeySet = HashSet<u128, std::hash::BuildHasherDefault<FingerprintHasher>>;
 
 /// Key fingerprints one index holds in memory (each costs 19 to 39 bytes with the hash table's
-/// own, by how full it is) before it moves partitions' keys to its spill file: 2 Mi keys, 40 to
-/// 80 MiB, so dedup memory does not grow with the rows a run reads.
-pub const KEYS_IN_MEMORY: usize = 2 << 20;
+/// own, by how full it is) before it moves partitions' keys to its spill file: 256 Ki keys, 5 to
+/// 10 MiB, so dedup memory does not grow with the rows a run reads. Time-ordered rows never read
+/// a spilled key back, so a small budget costs only the writes (16 bytes a key, once); a sink
+/// task holds one index per table, and a job one sink task per core.
+pub const KEYS_IN_MEMORY: usize = 256 << 10;
 
 /// Keys of one partition moved to the spill file: `count` 16-byte little-endian fingerprints
-/// at `offset`, whose rows' values of the bounded column lie in `span`.
+/// at `offset`, whose rows' values of the bounded column lie in `span`'s ranges.
 #[derive(Debug)]
 struct Segment {
     offset: u64,
     count: usize,
-    span: Span,
+    span: Ranges,
 }
 
 /// One partition's keys: those in memory (read from table files, kept by this run) with the
@@ -151,7 +153,7 @@ struct Segment {
 #[derive(Debug, Default)]
 struct Part {
     keys: KeySet,
-    span: Span,
+    span: Ranges,
     used: u64,
     spilled: Vec<Segment>,
     /// Keys the partition must hold before it may spill again: twice what it held when it last
@@ -282,7 +284,7 @@ impl KeyIndex {
             .ok_or_else(|| Error::Internal("no such dedup partition".into()))?;
         let covering = entry.unread.take_covering(probe);
         if !covering.is_empty() {
-            let mut span = Span::Empty;
+            let mut span = Ranges::Empty;
             let files = covering
                 .into_iter()
                 .map(|(file, file_span)| {
@@ -294,7 +296,7 @@ impl KeyIndex {
             let entry = &mut self.parts[part.0];
             let before = entry.keys.len();
             entry.keys.extend(loaded);
-            entry.span.add(&span);
+            entry.span.union(&span);
             self.held += entry.keys.len() - before;
         }
         let entry = &mut self.parts[part.0];
@@ -387,7 +389,7 @@ fn read_back(part: &mut Part, spill: Option<&SpillFile>, probe: Probe<'_>) -> Re
     part.spilled = kept;
     for segment in back {
         part.keys.extend(spill.read(segment.offset, segment.count)?);
-        part.span.add(&segment.span);
+        part.span.union(&segment.span);
     }
     part.floor = 2 * part.keys.len();
     Ok(())

@@ -117,6 +117,122 @@ impl Span {
     }
 }
 
+/// Disjoint ranges [`Ranges`] keeps at most: more than the readers (stage-one tasks) whose rows
+/// one partition usually receives at once.
+pub const MAX_RANGES: usize = 8;
+
+/// The values of some keys' bounded column as up to [`MAX_RANGES`] disjoint ranges when they
+/// are integers (event times), else one [`Span`]. A partition receives rows from several
+/// readers at once, each reader's in time order but hours apart from the others': one span
+/// would cover the gaps between them, so every row of an earlier reader would fall within a
+/// spilled segment and read it back; a range per reader does not.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Ranges {
+    #[default]
+    Empty,
+    /// Sorted, disjoint, inclusive `(lower, upper)`.
+    Longs(Vec<(i64, i64)>),
+    /// Text values, or values without known bounds.
+    Other(Span),
+}
+
+impl Ranges {
+    /// Holds a new row's value.
+    pub fn add_probe(&mut self, probe: Probe<'_>) {
+        match (&mut *self, probe) {
+            (Ranges::Empty, Probe::Long(v)) => *self = Ranges::Longs(vec![(v, v)]),
+            (Ranges::Longs(ranges), Probe::Long(v)) => add_range(ranges, v, v),
+            (Ranges::Other(span), p) => span.add_probe(p),
+            (_, p) => {
+                let mut span = self.to_span();
+                span.add_probe(p);
+                *self = Ranges::Other(span);
+            }
+        }
+    }
+
+    /// Holds the values of a file's (or a segment's) keys.
+    pub fn add(&mut self, span: &Span) {
+        match (&mut *self, span) {
+            (_, Span::Empty) => {}
+            (Ranges::Empty, Span::Known(Bound::Long(lo), Bound::Long(hi))) => {
+                *self = Ranges::Longs(vec![(*lo, *hi)]);
+            }
+            (Ranges::Longs(ranges), Span::Known(Bound::Long(lo), Bound::Long(hi))) => {
+                add_range(ranges, *lo, *hi);
+            }
+            (Ranges::Other(own), other) => own.add(other),
+            (_, other) => {
+                let mut own = self.to_span();
+                own.add(other);
+                *self = Ranges::Other(own);
+            }
+        }
+    }
+
+    /// Holds another set's values.
+    pub fn union(&mut self, other: &Ranges) {
+        match other {
+            Ranges::Empty => {}
+            Ranges::Longs(ranges) => {
+                for (lo, hi) in ranges {
+                    self.add(&Span::Known(Bound::Long(*lo), Bound::Long(*hi)));
+                }
+            }
+            Ranges::Other(span) => self.add(span),
+        }
+    }
+
+    /// Whether a key with this value may be among the keys.
+    pub fn covers(&self, probe: Probe<'_>) -> bool {
+        match (self, probe) {
+            (Ranges::Empty, _) => false,
+            (Ranges::Longs(ranges), Probe::Long(v)) => {
+                let i = ranges.partition_point(|(_, hi)| *hi < v);
+                ranges.get(i).is_some_and(|(lo, _)| *lo <= v)
+            }
+            (Ranges::Longs(_), Probe::Str(_)) => true,
+            (Ranges::Other(span), p) => span.covers(p),
+        }
+    }
+
+    /// One span over every value.
+    fn to_span(&self) -> Span {
+        match self {
+            Ranges::Empty => Span::Empty,
+            Ranges::Longs(ranges) => match (ranges.first(), ranges.last()) {
+                (Some((lo, _)), Some((_, hi))) => Span::Known(Bound::Long(*lo), Bound::Long(*hi)),
+                _ => Span::Empty,
+            },
+            Ranges::Other(span) => span.clone(),
+        }
+    }
+}
+
+/// Adds `[lo, hi]` to sorted disjoint ranges, merging those it overlaps; past [`MAX_RANGES`],
+/// the two neighbours with the smallest gap become one.
+fn add_range(ranges: &mut Vec<(i64, i64)>, lo: i64, hi: i64) {
+    let first = ranges.partition_point(|(_, h)| *h < lo);
+    let mut last = first;
+    let (mut new_lo, mut new_hi) = (lo, hi);
+    while let Some((l, h)) = ranges.get(last).filter(|(l, _)| *l <= hi) {
+        new_lo = new_lo.min(*l);
+        new_hi = new_hi.max(*h);
+        last += 1;
+    }
+    if last == first + 1 && ranges[first] == (new_lo, new_hi) {
+        return;
+    }
+    ranges.splice(first..last, [(new_lo, new_hi)]);
+    if ranges.len() > MAX_RANGES {
+        let closest = (1..ranges.len())
+            .min_by_key(|&i| ranges[i].0.saturating_sub(ranges[i - 1].1))
+            .unwrap_or(1);
+        ranges[closest - 1].1 = ranges[closest].1;
+        ranges.remove(closest);
+    }
+}
+
 /// The files of one partition not read yet.
 #[derive(Debug, Default)]
 pub struct UnreadFiles {
@@ -221,6 +337,48 @@ impl UnreadFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_keep_apart_the_values_of_readers_far_apart() {
+        let mut r = Ranges::default();
+        // Two readers' rows interleaved: one from 100, one from 10,000, each a step at a time.
+        for step in 0..50 {
+            r.add_probe(Probe::Long(100 + step));
+            r.add_probe(Probe::Long(10_000 + step));
+        }
+        let Ranges::Longs(ranges) = &r else {
+            panic!("{r:?}")
+        };
+        assert!(ranges.len() <= MAX_RANGES, "{ranges:?}");
+        assert_eq!(ranges.first(), Some(&(100, ranges[0].1)));
+        assert_eq!(ranges.last().map(|x| x.1), Some(10_049));
+        for step in 0..50 {
+            assert!(r.covers(Probe::Long(100 + step)) && r.covers(Probe::Long(10_000 + step)));
+        }
+        // The next rows of either reader lie past its values, so a spilled segment of these
+        // keys is not read back for them; one span (100..=10,049) would cover them all.
+        for v in [99, 150, 5_000, 9_999, 10_050] {
+            assert!(!r.covers(Probe::Long(v)), "{v}");
+        }
+        // Past MAX_RANGES, the closest neighbours merge: a value once held stays covered.
+        for k in 0..20 {
+            r.add_probe(Probe::Long(1_000 * k));
+        }
+        assert!(matches!(&r, Ranges::Longs(v) if v.len() == MAX_RANGES));
+        for v in [0, 100, 149, 5_000, 10_000, 10_049, 19_000] {
+            assert!(r.covers(Probe::Long(v)), "{v}");
+        }
+        assert!(!r.covers(Probe::Long(19_001)) && !r.covers(Probe::Long(-1)));
+        // A file's bounds are one more range; text falls back to one span.
+        r.add(&Span::Known(Bound::Long(-50), Bound::Long(-10)));
+        assert!(r.covers(Probe::Long(-30)) && !r.covers(Probe::Long(-51)));
+        let mut other = Ranges::default();
+        other.union(&r);
+        assert_eq!(other, r);
+        r.add_probe(Probe::Str("t1"));
+        assert!(matches!(r, Ranges::Other(Span::Unknown)));
+        assert!(r.covers(Probe::Long(-5_000)));
+    }
     use iceberg::spec::{DataContentType, DataFileBuilder, DataFileFormat, Struct};
     use std::collections::HashMap;
 
