@@ -335,6 +335,73 @@ async fn files_idle_for_many_batches_close_and_every_row_is_kept() {
     assert_eq!(count(&e.ctx.lake, "bronze.trades").await, 80);
 }
 
+/// A file of three row groups read as byte ranges, as silver splits a large bronze file over its
+/// tasks: every row is read once, whatever the ranges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_ranges_of_a_file_read_each_row_once() {
+    use arrow::array::{AsArray, RecordBatch};
+    use arrow::datatypes::Int64Type;
+    use cryptolake_jobs::iceberg::scan;
+    use cryptolake_jobs::iceberg::writer::{TableWriter, arrow_schema};
+    use cryptolake_jobs::physical_plan::{FileRange, split_for_tasks};
+    use futures::TryStreamExt;
+
+    let e = env(0).await;
+    let layout = cryptolake_catalog::layout::bronze("trades").unwrap();
+    let table = e.ctx.lake.ensure_table(&layout).await.unwrap();
+    let schema = arrow_schema(&table).unwrap();
+    let mut writer = TableWriter::new(&table, 512 << 20).unwrap();
+    // 300,000 rows of one day: row groups of 128 Ki rows make three.
+    let rows = 300_000i64;
+    for chunk in 0..6 {
+        let records: Vec<(i64, i64)> = (chunk * 50_000..(chunk + 1) * 50_000)
+            .map(|r| (r, 0))
+            .collect();
+        writer
+            .write(bronze_trades(&schema, &records))
+            .await
+            .unwrap();
+    }
+    let files = writer.close().await.unwrap();
+    assert_eq!(files.len(), 1);
+    let read = |ranges: Vec<FileRange>| {
+        let table = table.clone();
+        async move {
+            let mut per_range = Vec::new();
+            for range in ranges {
+                let tasks =
+                    scan::tasks_for_ranges(&table, &[range], Some(&["_record"][..])).unwrap();
+                let batches: Vec<RecordBatch> = scan::read(&table, tasks, 8192)
+                    .unwrap()
+                    .try_collect()
+                    .await
+                    .unwrap();
+                let (mut n, mut sum) = (0i64, 0i64);
+                for b in &batches {
+                    let c = b.column(0).as_primitive::<Int64Type>();
+                    n += c.len() as i64;
+                    sum += c.values().iter().sum::<i64>();
+                }
+                per_range.push((n, sum));
+            }
+            per_range
+        }
+    };
+    let want_sum = rows * (rows - 1) / 2;
+    let halves = read(split_for_tasks(files.clone(), 2)).await;
+    assert_eq!(halves.len(), 2);
+    assert!(halves.iter().all(|(n, _)| *n > 0), "{halves:?}");
+    assert_eq!(halves.iter().map(|h| h.0).sum::<i64>(), rows);
+    assert_eq!(halves.iter().map(|h| h.1).sum::<i64>(), want_sum);
+    // More ranges than row groups: some are empty, none reads a row twice.
+    let sevenths = read(FileRange::split(files[0].clone(), 7)).await;
+    assert_eq!(sevenths.iter().filter(|(n, _)| *n > 0).count(), 3);
+    assert_eq!(sevenths.iter().map(|h| h.0).sum::<i64>(), rows);
+    assert_eq!(sevenths.iter().map(|h| h.1).sum::<i64>(), want_sum);
+    // A small file is not split.
+    assert_eq!(split_for_tasks(files.clone(), 1).len(), 1);
+}
+
 async fn sum_price(lake: &Lake) -> (i64, String) {
     let ctx = session_with_lake(lake).await.unwrap();
     let b = ctx

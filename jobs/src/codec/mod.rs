@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::iceberg::{TableRef, files_from_json, files_to_json};
 use crate::physical_plan::{
-    IcebergProvider, IcebergScanExec, KafkaScanExec, LandingScanExec, SilverNormalizeExec,
-    SilverNormalizeNode, SilverSinkExec, SilverSinkNode, SinkSpec, SourceNode, SourceSpec,
-    TableWriteExec, TableWriteNode,
+    FileRange, IcebergProvider, IcebergScanExec, KafkaScanExec, LandingScanExec,
+    SilverNormalizeExec, SilverNormalizeNode, SilverSinkExec, SilverSinkNode, SinkSpec, SourceNode,
+    SourceSpec, TableWriteExec, TableWriteNode,
 };
 use crate::sources::kafka::TopicScan;
 use crate::sources::landing::LandingScan;
@@ -138,11 +138,51 @@ enum LogicalNode {
         table: TableRef,
         snapshot_id: Option<i64>,
         files: Option<Vec<String>>,
-        groups: Option<Vec<Vec<String>>>,
+        groups: Option<Vec<Vec<RangeSpec>>>,
     },
     SilverNormalize(NormalizeSpec),
     SilverSink(SinkSpec),
     Source(SourceSpec),
+}
+
+/// A byte range of a data file as plans carry it: the file as Iceberg's JSON.
+#[derive(Debug, Serialize, Deserialize)]
+struct RangeSpec {
+    file: String,
+    start: u64,
+    length: u64,
+}
+
+fn ranges_to_json(
+    metadata: &iceberg::spec::TableMetadata,
+    ranges: &[FileRange],
+) -> crate::Result<Vec<RangeSpec>> {
+    let files: Vec<_> = ranges.iter().map(|r| r.file.clone()).collect();
+    Ok(files_to_json(metadata, &files)?
+        .into_iter()
+        .zip(ranges)
+        .map(|(file, r)| RangeSpec {
+            file,
+            start: r.start,
+            length: r.length,
+        })
+        .collect())
+}
+
+fn ranges_from_json(
+    metadata: &iceberg::spec::TableMetadata,
+    specs: &[RangeSpec],
+) -> crate::Result<Vec<FileRange>> {
+    let json: Vec<String> = specs.iter().map(|s| s.file.clone()).collect();
+    Ok(files_from_json(metadata, &json)?
+        .into_iter()
+        .zip(specs)
+        .map(|(file, s)| FileRange {
+            file,
+            start: s.start,
+            length: s.length,
+        })
+        .collect())
 }
 
 /// cryptolake's physical nodes.
@@ -271,7 +311,7 @@ impl LogicalExtensionCodec for CryptolakeLogicalCodec {
                 let groups = groups
                     .map(|gs| {
                         gs.iter()
-                            .map(|g| files_from_json(&table.metadata, g))
+                            .map(|g| ranges_from_json(&table.metadata, g))
                             .collect::<crate::Result<Vec<_>>>()
                     })
                     .transpose()
@@ -306,7 +346,7 @@ impl LogicalExtensionCodec for CryptolakeLogicalCodec {
             .groups()
             .map(|gs| {
                 gs.iter()
-                    .map(|g| files_to_json(&table.metadata, g))
+                    .map(|g| ranges_to_json(&table.metadata, g))
                     .collect::<crate::Result<Vec<_>>>()
             })
             .transpose()

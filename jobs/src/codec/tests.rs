@@ -95,8 +95,12 @@ async fn a_write_over_grouped_files_round_trips_as_a_logical_plan() {
     let files = crate::iceberg::scan::live_data_files(&f.table)
         .await
         .unwrap();
-    let groups = vec![files[..2].to_vec(), files[2..].to_vec()];
-    let provider = IcebergProvider::with_groups(f.table.clone(), groups.clone()).unwrap();
+    // Two whole files, then the third in two byte ranges.
+    let groups = vec![
+        files[..2].iter().cloned().map(FileRange::whole).collect(),
+        FileRange::split(files[2].clone(), 2),
+    ];
+    let provider = IcebergProvider::with_ranges(f.table.clone(), groups.clone()).unwrap();
     let plan = write_plan(&f.table, provider);
     let codec = CryptolakeLogicalCodec::new(f.lake.file_io().clone());
     let bytes = logical_plan_to_bytes_with_extension_codec(&plan, &codec).unwrap();
@@ -118,13 +122,19 @@ async fn a_write_over_grouped_files_round_trips_as_a_logical_plan() {
     };
     let source = datafusion::datasource::source_as_provider(&scan.source).unwrap();
     let decoded = source.as_any().downcast_ref::<IcebergProvider>().unwrap();
-    let paths = |gs: &[Vec<iceberg::spec::DataFile>]| -> Vec<Vec<String>> {
+    let ranges = |gs: &[Vec<FileRange>]| -> Vec<Vec<(String, u64, u64)>> {
         gs.iter()
-            .map(|g| g.iter().map(|d| d.file_path().to_string()).collect())
+            .map(|g| {
+                g.iter()
+                    .map(|r| (r.file.file_path().to_string(), r.start, r.length))
+                    .collect()
+            })
             .collect()
     };
-    assert_eq!(paths(decoded.groups().unwrap()), paths(&groups));
-    assert_eq!(decoded.groups().unwrap()[0][0], groups[0][0]);
+    assert_eq!(ranges(decoded.groups().unwrap()), ranges(&groups));
+    let size = files[2].file_size_in_bytes();
+    assert_eq!(ranges(&groups)[1][1].1 + ranges(&groups)[1][1].2, size);
+    assert_eq!(decoded.groups().unwrap()[0][0].file, groups[0][0].file);
 }
 
 #[tokio::test]

@@ -133,6 +133,81 @@ pub fn tasks_for_files(
         .collect())
 }
 
+/// A byte range of a data file for one scan task. iceberg's reader takes the row groups whose
+/// midpoints fall in the range, so ranges that tile a file read each of its rows once: a large
+/// file is read by several tasks, as Spark splits files by their row groups.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: DataFile,
+    pub start: u64,
+    pub length: u64,
+}
+
+impl FileRange {
+    /// The whole file.
+    pub fn whole(file: DataFile) -> Self {
+        let length = file.file_size_in_bytes();
+        Self {
+            file,
+            start: 0,
+            length,
+        }
+    }
+
+    /// The file in `pieces` contiguous ranges of about equal bytes that tile it.
+    pub fn split(file: DataFile, pieces: u64) -> Vec<Self> {
+        let size = file.file_size_in_bytes();
+        let pieces = pieces.clamp(1, size.max(1));
+        (0..pieces)
+            .map(|i| {
+                let (start, end) = (size * i / pieces, size * (i + 1) / pieces);
+                Self {
+                    file: file.clone(),
+                    start,
+                    length: end - start,
+                }
+            })
+            .collect()
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.start == 0 && self.length == self.file.file_size_in_bytes()
+    }
+}
+
+/// Files as ranges for `n` tasks: a file larger than an even share of all the bytes is cut into
+/// ranges of about that share, so one large file keeps every task busy.
+pub fn split_for_tasks(files: Vec<DataFile>, n: usize) -> Vec<FileRange> {
+    let total: u64 = files.iter().map(|f| f.file_size_in_bytes()).sum();
+    let share = total.div_ceil(n.max(1) as u64).max(1);
+    files
+        .into_iter()
+        .flat_map(|f| {
+            let pieces = f.file_size_in_bytes().div_ceil(share);
+            FileRange::split(f, pieces)
+        })
+        .collect()
+}
+
+/// Scan tasks for byte ranges of data files (whole files, or a large file's share for one task).
+pub fn tasks_for_ranges(
+    table: &Table,
+    ranges: &[FileRange],
+    columns: Option<&[&str]>,
+) -> Result<Vec<FileScanTask>> {
+    let files: Vec<DataFile> = ranges.iter().map(|r| r.file.clone()).collect();
+    let mut tasks = tasks_for_files(table, &files, columns)?;
+    for (task, range) in tasks.iter_mut().zip(ranges) {
+        if !range.is_whole() {
+            task.start = range.start;
+            task.length = range.length;
+            // iceberg knows a count only for a whole file.
+            task.record_count = None;
+        }
+    }
+    Ok(tasks)
+}
+
 /// Reads the tasks' rows as a stream of record batches.
 pub fn read(
     table: &Table,

@@ -27,6 +27,7 @@ use iceberg::table::Table;
 
 use crate::Result;
 use crate::iceberg::scan;
+use crate::iceberg::scan::FileRange;
 
 fn df_err(e: impl Into<crate::Error>) -> DataFusionError {
     e.into().into_datafusion()
@@ -38,8 +39,9 @@ pub struct IcebergProvider {
     table: Table,
     snapshot_id: Option<i64>,
     files: Option<Vec<DataFile>>,
-    /// Files in fixed groups, one scan partition each (compaction's bin-packed groups).
-    groups: Option<Vec<Vec<DataFile>>>,
+    /// Files (or byte ranges of them) in fixed groups, one scan partition each (compaction's
+    /// bin-packed groups, silver's share of new bronze).
+    groups: Option<Vec<Vec<FileRange>>>,
     schema: SchemaRef,
 }
 
@@ -74,6 +76,15 @@ impl IcebergProvider {
 
     /// These data files, in these groups: group `i` is read by scan partition `i`.
     pub fn with_groups(table: Table, groups: Vec<Vec<DataFile>>) -> Result<Self> {
+        let ranges = groups
+            .into_iter()
+            .map(|g| g.into_iter().map(FileRange::whole).collect())
+            .collect();
+        Self::with_ranges(table, ranges)
+    }
+
+    /// These ranges of data files, in these groups: group `i` is read by scan partition `i`.
+    pub fn with_ranges(table: Table, groups: Vec<Vec<FileRange>>) -> Result<Self> {
         Ok(Self {
             groups: Some(groups),
             ..Self::new(table)?
@@ -93,7 +104,7 @@ impl IcebergProvider {
         self.files.as_deref()
     }
 
-    pub fn groups(&self) -> Option<&[Vec<DataFile>]> {
+    pub fn groups(&self) -> Option<&[Vec<FileRange>]> {
         self.groups.as_deref()
     }
 
@@ -102,7 +113,7 @@ impl IcebergProvider {
         table: Table,
         snapshot_id: Option<i64>,
         files: Option<Vec<DataFile>>,
-        groups: Option<Vec<Vec<DataFile>>>,
+        groups: Option<Vec<Vec<FileRange>>>,
     ) -> Result<Self> {
         Ok(Self {
             snapshot_id,
@@ -180,7 +191,7 @@ impl TableProvider for IcebergProvider {
         let groups = match &self.groups {
             Some(groups) => groups
                 .iter()
-                .map(|g| scan::tasks_for_files(&self.table, g, Some(&columns)))
+                .map(|g| scan::tasks_for_ranges(&self.table, g, Some(&columns)))
                 .collect::<Result<Vec<_>>>()
                 .map_err(df_err)?,
             None => {

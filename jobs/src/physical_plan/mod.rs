@@ -17,6 +17,7 @@ pub mod silver_sink;
 pub mod source;
 pub mod table_write;
 
+pub use crate::iceberg::scan::{FileRange, split_for_tasks};
 pub use common::{pack_by_size, writer_id};
 pub use iceberg_scan::{IcebergProvider, IcebergScanExec};
 pub use kafka_scan::KafkaScanExec;

@@ -32,7 +32,7 @@ use crate::iceberg::scan::{self, AppendedFiles};
 use crate::job::context::JobContext;
 use crate::job::fault::maybe_crash;
 use crate::job::summary::{RunSummary, TableRun};
-use crate::physical_plan::{IcebergProvider, pack_by_size};
+use crate::physical_plan::{IcebergProvider, pack_by_size, split_for_tasks};
 use crate::physical_plan::{SilverNormalizeNode, SilverSinkNode, SinkResult, SinkSpec};
 use crate::sources::BronzeInput;
 pub use crate::transform::silver::Output;
@@ -279,9 +279,10 @@ impl Silver {
                 }
             }
             for (takes, files) in by_takes {
-                // Whole files, each read in order within its group.
-                let groups = pack_by_size(files, partitions, |f| f.file_size_in_bytes());
-                let provider = IcebergProvider::with_groups(bronze.clone(), groups)?;
+                // Each file (or a large file's byte range) read in order within its group.
+                let ranges = split_for_tasks(files, partitions);
+                let groups = pack_by_size(ranges, partitions, |r| r.length);
+                let provider = IcebergProvider::with_ranges(bronze.clone(), groups)?;
                 let scan = LogicalPlanBuilder::scan(
                     input.bronze_table.clone(),
                     provider_as_source(Arc::new(provider)),
