@@ -100,6 +100,20 @@ pub fn tasks_for_files(
     files: &[DataFile],
     columns: Option<&[&str]>,
 ) -> Result<Vec<FileScanTask>> {
+    tasks_of(
+        table,
+        files.iter().map(|f| (f, 0, f.file_size_in_bytes())),
+        columns,
+    )
+}
+
+/// Scan tasks for `(file, start, length)` byte ranges; iceberg knows a count only for a whole
+/// file.
+fn tasks_of<'a>(
+    table: &Table,
+    ranges: impl Iterator<Item = (&'a DataFile, u64, u64)>,
+    columns: Option<&[&str]>,
+) -> Result<Vec<FileScanTask>> {
     let schema = table.metadata().current_schema().clone();
     let project: Vec<i32> = match columns {
         None => schema.as_struct().fields().iter().map(|f| f.id).collect(),
@@ -112,13 +126,13 @@ pub fn tasks_for_files(
             })
             .collect::<Result<_>>()?,
     };
-    Ok(files
-        .iter()
-        .map(|f| FileScanTask {
+    Ok(ranges
+        .map(|(f, start, length)| FileScanTask {
             file_size_in_bytes: f.file_size_in_bytes(),
-            start: 0,
-            length: f.file_size_in_bytes(),
-            record_count: Some(f.record_count()),
+            start,
+            length,
+            record_count: (start == 0 && length == f.file_size_in_bytes())
+                .then(|| f.record_count()),
             data_file_path: f.file_path().to_string(),
             data_file_format: f.file_format(),
             schema: schema.clone(),
@@ -169,10 +183,6 @@ impl FileRange {
             })
             .collect()
     }
-
-    pub fn is_whole(&self) -> bool {
-        self.start == 0 && self.length == self.file.file_size_in_bytes()
-    }
 }
 
 /// Files as ranges for `n` tasks: a file larger than an even share of all the bytes is cut into
@@ -195,17 +205,11 @@ pub fn tasks_for_ranges(
     ranges: &[FileRange],
     columns: Option<&[&str]>,
 ) -> Result<Vec<FileScanTask>> {
-    let files: Vec<DataFile> = ranges.iter().map(|r| r.file.clone()).collect();
-    let mut tasks = tasks_for_files(table, &files, columns)?;
-    for (task, range) in tasks.iter_mut().zip(ranges) {
-        if !range.is_whole() {
-            task.start = range.start;
-            task.length = range.length;
-            // iceberg knows a count only for a whole file.
-            task.record_count = None;
-        }
-    }
-    Ok(tasks)
+    tasks_of(
+        table,
+        ranges.iter().map(|r| (&r.file, r.start, r.length)),
+        columns,
+    )
 }
 
 /// Reads the tasks' rows as a stream of record batches.

@@ -174,7 +174,6 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
     // (a few hundred bytes a row) is gathered first.
     for row in 0..batch.num_rows() {
         let outcome = outcome_of(&spec.format, &mut fields, &raw, row);
-        let outcome = &outcome;
         let out = outcome.output();
         if !spec.takes.contains(&out) {
             continue;
@@ -186,7 +185,7 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
         };
         let f = file.value(row);
         let head = &mut heads[out.index()];
-        match outcome {
+        match &outcome {
             RowOutcome::Quote(q) => {
                 let day = q.event_us.div_euclid(DAY_US) as i32;
                 let key = quote_fingerprint(&spec.source, &q.symbol, q.event_us);
