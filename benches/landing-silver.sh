@@ -8,7 +8,7 @@
 # the same rows and the same exact sum of prices, or the bench fails.
 #
 #   benches/landing-silver.sh [--records N] [--shape one|firehose|gzip]... [--sizes 1,4,8]
-#                             [--compare] [--keep DIR] [--binary PATH]
+#                             [--compare] [--parallelism N] [--keep DIR] [--binary PATH]
 #   (defaults: 5,000,000 records, every shape, size 1)
 #
 # Builds the release binary, unless --binary names one (the image profile's, say). --compare installs pyspark and duckdb into the venv when missing

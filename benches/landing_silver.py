@@ -96,6 +96,17 @@ def run_cryptolake(binary, proj, expect):
     return ingest, silver
 
 
+def set_parallelism(config, n):
+    """Sets `[jobs] parallelism` in a project's config."""
+    text = config.read_text()
+    line = f"parallelism = {n}\n"
+    if "\n[jobs]\n" in text:
+        text = text.replace("\n[jobs]\n", f"\n[jobs]\n{line}", 1)
+    else:
+        text += f"\n[jobs]\n{line}"
+    config.write_text(text)
+
+
 def check(engine, rows, total, want_rows, want_total):
     """Every engine ends with the same rows: the distinct quotes and their exact sum."""
     if rows != want_rows or total != want_total:
@@ -195,6 +206,8 @@ def main():
     p.add_argument("--records", type=int, default=5_000_000)
     p.add_argument("--sizes", default="1")
     p.add_argument("--compare", action="store_true")
+    p.add_argument("--parallelism", type=int, metavar="N",
+                   help="[jobs] parallelism of the project (tasks per stage; default: the cores)")
     p.add_argument("--keep", metavar="DIR",
                    help="make each run's project under DIR and keep it, to run or profile a job "
                         "on it again")
@@ -213,6 +226,8 @@ def main():
             try:
                 proj = work / "cl"
                 subprocess.run([args.bin, "init", proj], check=True, stdout=subprocess.DEVNULL)
+                if args.parallelism:
+                    set_parallelism(proj / "cryptolake.toml", args.parallelism)
                 # Every engine reads these same files.
                 src = proj / "lake" / "landing" / "coinbase_spot" / "2026" / "01" / "01"
                 size, *expect = write_landing(src, shape, records)
