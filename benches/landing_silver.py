@@ -214,7 +214,8 @@ def main():
     args = p.parse_args()
     shapes = args.shape or ["one", "firehose", "gzip"]
     print(f"{dt.date.today()}, {os.cpu_count()} cores; each job in its own process; "
-          "peak RSS is the process's own")
+          "peak RSS is the process's own; [jobs] parallelism "
+          f"{args.parallelism or 'default (the cores)'}")
     print(f"{'shape':<9} {'records':>10} {'MB':>7} {'ingest s':>9} {'MiB':>6} {'silver s':>9} "
           f"{'MiB':>6} {'total s':>8} {'rec/s':>10}")
     for shape in shapes:
