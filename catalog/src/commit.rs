@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use iceberg::spec::{
     DataContentType, DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriter, ManifestWriterBuilder, Operation, Snapshot, SnapshotReference,
-    SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata, TableMetadataBuilder,
+    ManifestWriter, ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot,
+    SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata,
+    TableMetadataBuilder, Type,
 };
 use iceberg::table::Table;
 use iceberg::{MetadataLocation, TableIdent};
@@ -539,6 +540,8 @@ pub struct MetadataCommit {
     ident: TableIdent,
     remove_snapshots: Vec<i64>,
     properties: HashMap<String, String>,
+    /// Optional columns to add to the current schema where it lacks them (by name).
+    add_columns: Vec<(String, Type)>,
     requirement: Option<Requirement>,
     max_attempts: u32,
 }
@@ -549,6 +552,7 @@ impl fmt::Debug for MetadataCommit {
             .field("ident", &self.ident)
             .field("remove_snapshots", &self.remove_snapshots.len())
             .field("properties", &self.properties)
+            .field("add_columns", &self.add_columns)
             .finish()
     }
 }
@@ -559,6 +563,7 @@ impl MetadataCommit {
             ident,
             remove_snapshots: Vec::new(),
             properties: HashMap::new(),
+            add_columns: Vec::new(),
             requirement: None,
             max_attempts: 10,
         }
@@ -572,6 +577,15 @@ impl MetadataCommit {
 
     pub fn set_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds these columns, optional and last, to the current schema where it has no column of
+    /// the name (Iceberg schema evolution: new field ids after the table's last, a new current
+    /// schema; files written before read the columns as null). A column another writer added
+    /// first is left as it is.
+    pub fn add_columns(mut self, columns: impl IntoIterator<Item = (String, Type)>) -> Self {
+        self.add_columns.extend(columns);
         self
     }
 
@@ -603,14 +617,16 @@ impl MetadataCommit {
             .copied()
             .filter(|id| Some(*id) != current && metadata.snapshot_by_id(*id).is_some())
             .collect();
-        let new_metadata = TableMetadataBuilder::new_from_metadata(
+        let mut builder = TableMetadataBuilder::new_from_metadata(
             metadata.clone(),
             table.metadata_location().map(str::to_string),
         )
         .remove_snapshots(&remove)
-        .set_properties(self.properties.clone())?
-        .build()?
-        .metadata;
+        .set_properties(self.properties.clone())?;
+        if let Some(schema) = evolved_schema(metadata, &self.add_columns)? {
+            builder = builder.add_current_schema(schema)?;
+        }
+        let new_metadata = builder.build()?.metadata;
         let current_location = table.metadata_location_result()?;
         let new_location = MetadataLocation::from_str(current_location)?
             .with_next_version()
@@ -624,4 +640,27 @@ impl MetadataCommit {
             .await?;
         Ok(new_location)
     }
+}
+
+/// The current schema with `columns` it lacks added as optional fields numbered after the
+/// table's last column id; `None` when it has them all.
+fn evolved_schema(metadata: &TableMetadata, columns: &[(String, Type)]) -> Result<Option<Schema>> {
+    let current = metadata.current_schema();
+    let mut next_id = metadata.last_column_id();
+    let mut fields = current.as_struct().fields().to_vec();
+    for (name, ty) in columns {
+        if current.field_by_name(name).is_none() && !fields.iter().any(|f| &f.name == name) {
+            next_id += 1;
+            fields.push(Arc::new(NestedField::optional(next_id, name, ty.clone())));
+        }
+    }
+    if fields.len() == current.as_struct().fields().len() {
+        return Ok(None);
+    }
+    let schema = Schema::builder()
+        .with_schema_id(current.schema_id() + 1)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .with_fields(fields)
+        .build()?;
+    Ok(Some(schema))
 }

@@ -51,10 +51,22 @@ impl Lake {
         self.backend.file_io()
     }
 
-    /// Loads the table, creating it from its layout when it does not exist yet.
+    /// Loads the table, creating it from its layout when it does not exist yet. A table
+    /// created by an older cryptolake whose layout has since gained optional columns gets them
+    /// by schema evolution first (one metadata commit; rows written before read them as null).
     pub async fn ensure_table(&self, layout: &TableLayout) -> Result<Table> {
         let ident = layout.ident();
         if self.backend.table_exists(&ident).await? {
+            let table = self.backend.load_table(&ident).await?;
+            let missing = layout.missing_columns(table.metadata().current_schema())?;
+            if missing.is_empty() {
+                return Ok(table);
+            }
+            let names: Vec<&str> = missing.iter().map(|(n, _)| *n).collect();
+            tracing::info!(table = %ident, columns = ?names, "adding the layout's new columns");
+            let commit = MetadataCommit::new(ident.clone())
+                .add_columns(missing.into_iter().map(|(n, t)| (n.to_string(), t)));
+            self.commit_metadata(&commit).await?;
             return self.backend.load_table(&ident).await;
         }
         match self.backend.create_table(&ident, layout.creation()?).await {

@@ -398,6 +398,28 @@ impl TableLayout {
         Ok(Arc::new(Schema::builder().with_fields(fields).build()?))
     }
 
+    /// The layout's columns that `schema` lacks (by name), in layout order: what a table
+    /// created by an older cryptolake gains by schema evolution ([`crate::MetadataCommit::add_columns`]).
+    /// A required column cannot be added (the rows already written have no value for it), so
+    /// one missing is an error that names it.
+    pub fn missing_columns(&self, schema: &Schema) -> Result<Vec<(&'static str, Type)>> {
+        let mut out = Vec::new();
+        for c in &self.columns {
+            if schema.field_by_name(c.name).is_some() {
+                continue;
+            }
+            if c.required {
+                return Err(Error::invalid(format!(
+                    "{}.{} lacks the required column {}: a required column cannot be added to \
+                     rows already written; recreate the table",
+                    self.namespace, self.name, c.name
+                )));
+            }
+            out.push((c.name, c.ty.iceberg()));
+        }
+        Ok(out)
+    }
+
     /// The unbound partition spec.
     pub fn partition_spec(&self) -> Result<UnboundPartitionSpec> {
         let mut builder = UnboundPartitionSpec::builder().with_spec_id(0);

@@ -396,6 +396,68 @@ async fn tables_are_listed_and_created_once(#[case] catalog: Catalog) {
     assert!(matches!(err, Error::NoSuchTable(_)), "{err}");
 }
 
+/// A table created by an older layout (one optional column fewer) gains the column when
+/// `ensure_table` meets the newer layout: a new current schema with the next field id, the
+/// snapshot and its bookmark untouched, and a second `ensure_table` changing nothing.
+#[rstest]
+#[case::sqlite(Catalog::Sqlite)]
+#[case::sqlite_s3(Catalog::SqliteS3)]
+#[case::glue(Catalog::Glue)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_of_an_older_layout_gains_its_new_optional_columns(#[case] catalog: Catalog) {
+    let h = harness(catalog).await;
+    let older = test_layout();
+    let mut newer = older.clone();
+    let dropped = layout::Column {
+        name: "note",
+        ty: layout::ColumnType::String,
+        required: false,
+    };
+    newer.columns.push(dropped.clone());
+    let table = h.lake.ensure_table(&older).await.unwrap();
+    let last_id = table.metadata().last_column_id();
+    let commit = SnapshotCommit::append(newer.ident())
+        .add_files([file(&table, "a", 3)])
+        .set_property("cryptolake.bookmark.x", "7");
+    let snapshot = h.lake.commit(&commit).await.unwrap().snapshot_id;
+
+    let evolved = h.lake.ensure_table(&newer).await.unwrap();
+    let schema = evolved.metadata().current_schema();
+    let field = schema.field_by_name(dropped.name).unwrap();
+    assert_eq!(field.id, last_id + 1);
+    assert!(!field.required);
+    assert_eq!(
+        schema.as_struct().fields().len(),
+        newer.columns.len(),
+        "every column of the newer layout"
+    );
+    assert_eq!(evolved.metadata().schemas_iter().count(), 2);
+    assert_eq!(evolved.metadata().current_snapshot_id(), Some(snapshot));
+    assert_eq!(
+        summary(&evolved, "cryptolake.bookmark.x").as_deref(),
+        Some("7")
+    );
+    assert_eq!(live(&h.lake, &newer).await, set(&["a"]));
+
+    let again = h.lake.ensure_table(&newer).await.unwrap();
+    assert_eq!(again.metadata_location(), evolved.metadata_location());
+    // A layout that lacks a required column the table has is not evolved backwards: nothing
+    // to add. One whose table lacks a required column is refused, naming it.
+    let mut required = newer.clone();
+    required.columns.push(layout::Column {
+        name: "must_have",
+        ty: layout::ColumnType::Long,
+        required: true,
+    });
+    let err = h
+        .lake
+        .ensure_table(&required)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lacks the required column must_have"), "{err}");
+}
+
 async fn manifest_count(lake: &Lake, layout: &TableLayout) -> usize {
     let t = lake.load_table(&layout.ident()).await.unwrap();
     let snapshot = t.metadata().current_snapshot().unwrap();
