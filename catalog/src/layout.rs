@@ -310,6 +310,10 @@ fn candles(name: &str, transform: Transform, part_name: &'static str) -> TableLa
             opt("vwap", Decimal),
             req("quote_count", Long),
             req("trade_count", Long),
+            // Sum of the window's trades' price x quantity, each rounded to the scale: what
+            // `vwap` divides by `volume`, kept so that hours are rolled up from minutes exactly.
+            // Last, as schema evolution added it to tables created before.
+            opt("notional", Decimal),
         ],
         partition: vec![part("window_start", transform, part_name)],
     }
@@ -473,6 +477,44 @@ pub fn all_layouts() -> Vec<TableLayout> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_columns_are_the_optional_ones_a_schema_lacks() {
+        let layout = gold_candles_1m();
+        let full = layout.schema().unwrap();
+        assert!(layout.missing_columns(&full).unwrap().is_empty());
+        // The schema a table had before `notional` was added.
+        let older = Schema::builder()
+            .with_fields(
+                full.as_struct()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name != "notional")
+                    .cloned(),
+            )
+            .build()
+            .unwrap();
+        let missing = layout.missing_columns(&older).unwrap();
+        assert_eq!(missing.len(), 1);
+        assert_eq!(missing[0].0, "notional");
+        assert_eq!(missing[0].1, ColumnType::Decimal.iceberg());
+        // A required column cannot be added.
+        let no_open = Schema::builder()
+            .with_fields(
+                full.as_struct()
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name != "open")
+                    .cloned(),
+            )
+            .build()
+            .unwrap();
+        let err = layout.missing_columns(&no_open).unwrap_err().to_string();
+        assert!(
+            err.contains("gold.candles_1m lacks the required column open"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn every_layout_builds_a_schema_and_spec() {

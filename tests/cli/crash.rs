@@ -113,6 +113,61 @@ fn killed_after_commit_then_rerun_takes_nothing_twice() {
     assert_eq!(p.count("gold.candles_1m"), 5 * 4);
 }
 
+/// Gold killed right after its first table's commit (`candles_1m`): the hourly candles, which
+/// roll up those minutes, and the positions, which add new trades to their prior values, catch
+/// up on the re-run and on the next minute, and end equal to a run that never crashed.
+#[test]
+fn gold_killed_after_its_first_commit_catches_up_exactly() {
+    use crate::cluster::checksum;
+    const GOLD: [&str; 4] = [
+        "gold.candles_1m",
+        "gold.candles_1h",
+        "gold.market_snapshot",
+        "gold.trader_positions",
+    ];
+    let (clean, p) = (Project::new(), Project::new());
+    for q in [&clean, &p] {
+        q.generate(&GEN);
+        q.ok(&["run", "ingest-files"]);
+        q.ok(&["run", "silver"]);
+    }
+    clean.ok(&["run", "gold"]);
+    killed(&p, "gold", "after-commit");
+    let snapshots = p.snapshots();
+    assert!(snapshots.contains_key("gold.candles_1m"), "{snapshots:?}");
+    assert!(
+        !snapshots.contains_key("gold.candles_1h"),
+        "the hourly candles were not committed: {snapshots:?}"
+    );
+    p.ok(&["run", "gold"]);
+    for table in GOLD {
+        assert_eq!(checksum(&p, table), checksum(&clean, table), "{table}");
+    }
+    // Killed again after the first commit of the next minute, which the re-run then takes
+    // together with nothing else.
+    for q in [&clean, &p] {
+        q.generate(&[
+            "--minutes",
+            "1",
+            "--seed",
+            "12",
+            "--symbols",
+            "5",
+            "--start",
+            "2026-01-01T00:03:00Z",
+        ]);
+        q.ok(&["run", "ingest-files"]);
+        q.ok(&["run", "silver"]);
+    }
+    clean.ok(&["run", "gold"]);
+    killed(&p, "gold", "after-commit");
+    p.ok(&["run", "gold"]);
+    for table in GOLD {
+        assert_eq!(checksum(&p, table), checksum(&clean, table), "{table}");
+    }
+    assert_eq!(p.count("gold.candles_1m"), 5 * 4);
+}
+
 fn walk_count(paths: Vec<std::path::PathBuf>) -> usize {
     paths
         .into_iter()

@@ -170,7 +170,8 @@ fn candles_equal_an_independent_computation_from_the_landing_files() {
     let rows = p.sql(
         "SELECT symbol, CAST(window_start AS VARCHAR) AS w, CAST(open AS VARCHAR) AS open, \
            CAST(high AS VARCHAR) AS high, CAST(low AS VARCHAR) AS low, CAST(close AS VARCHAR) AS close, \
-           CAST(volume AS VARCHAR) AS volume, CAST(vwap AS VARCHAR) AS vwap, quote_count, trade_count \
+           CAST(volume AS VARCHAR) AS volume, CAST(vwap AS VARCHAR) AS vwap, quote_count, trade_count, \
+           CAST(notional AS VARCHAR) AS notional \
          FROM gold.candles_1m ORDER BY symbol, window_start",
     );
     assert_eq!(
@@ -211,6 +212,7 @@ fn candles_equal_an_independent_computation_from_the_landing_files() {
             None => {
                 assert_eq!(row["trade_count"], 0, "{ctx}");
                 assert!(row["volume"].is_null() && row["vwap"].is_null(), "{ctx}");
+                assert!(row["notional"].is_null(), "{ctx}");
             }
             Some(ts) => {
                 with_trades += 1;
@@ -218,6 +220,8 @@ fn candles_equal_an_independent_computation_from_the_landing_files() {
                 let notional: Decimal = ts.iter().map(|(p, q)| p * q).sum();
                 assert_eq!(row["trade_count"].as_u64(), Some(ts.len() as u64), "{ctx}");
                 assert_eq!(col(row, "volume"), Some(volume), "volume {ctx}");
+                // Prices have 4 decimals and quantities 6: every product is exact at 16.
+                assert_eq!(col(row, "notional"), Some(notional), "notional {ctx}");
                 let vwap = col(row, "vwap").unwrap();
                 let want = notional / volume;
                 assert!(
@@ -231,15 +235,115 @@ fn candles_equal_an_independent_computation_from_the_landing_files() {
         with_trades >= 8,
         "several windows must have trades: {with_trades}"
     );
-    // The hourly candle of a symbol spans its minutes.
-    let h = p.sql("SELECT CAST(open AS VARCHAR) AS open, CAST(close AS VARCHAR) AS close, quote_count FROM gold.candles_1h WHERE symbol = 'ETH-USD'");
-    let eth: Vec<_> = rows.iter().filter(|r| r["symbol"] == "ETH-USD").collect();
-    assert_eq!(h[0]["open"], eth[0]["open"]);
-    assert_eq!(h[0]["close"], eth.last().unwrap()["close"]);
-    assert_eq!(
-        h[0]["quote_count"].as_u64().unwrap(),
-        eth.iter()
-            .map(|r| r["quote_count"].as_u64().unwrap())
-            .sum::<u64>()
+    // Each symbol's hourly candle is rolled up from its minutes: the four minutes lie in one
+    // hour, and every minute with trades has quotes (so a candle).
+    let hours = p.sql(
+        "SELECT symbol, CAST(open AS VARCHAR) AS open, CAST(close AS VARCHAR) AS close, \
+           CAST(high AS VARCHAR) AS high, CAST(low AS VARCHAR) AS low, \
+           CAST(volume AS VARCHAR) AS volume, CAST(vwap AS VARCHAR) AS vwap, \
+           CAST(notional AS VARCHAR) AS notional, quote_count, trade_count \
+         FROM gold.candles_1h ORDER BY symbol",
     );
+    assert_eq!(hours.len(), 6);
+    for h in &hours {
+        let symbol = h["symbol"].as_str().unwrap();
+        let minutes: Vec<_> = rows.iter().filter(|r| r["symbol"] == symbol).collect();
+        assert_eq!(minutes.len(), 4, "{symbol}");
+        assert_eq!(h["open"], minutes[0]["open"], "{symbol}");
+        assert_eq!(h["close"], minutes.last().unwrap()["close"], "{symbol}");
+        let high = minutes.iter().filter_map(|r| col(r, "high")).max();
+        let low = minutes.iter().filter_map(|r| col(r, "low")).min();
+        assert_eq!((col(h, "high"), col(h, "low")), (high, low), "{symbol}");
+        let sum = |key: &str| -> u64 { minutes.iter().map(|r| r[key].as_u64().unwrap()).sum() };
+        assert_eq!(
+            h["quote_count"].as_u64(),
+            Some(sum("quote_count")),
+            "{symbol}"
+        );
+        let ts: Vec<(Decimal, Decimal)> = trades
+            .iter()
+            .filter(|((s, _), _)| s == symbol)
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        assert_eq!(h["trade_count"].as_u64(), Some(ts.len() as u64), "{symbol}");
+        assert_eq!(sum("trade_count"), ts.len() as u64, "{symbol}");
+        if ts.is_empty() {
+            assert!(h["volume"].is_null() && h["vwap"].is_null(), "{symbol}");
+            continue;
+        }
+        let volume: Decimal = ts.iter().map(|(_, q)| *q).sum();
+        let notional: Decimal = ts.iter().map(|(p, q)| p * q).sum();
+        assert_eq!(col(h, "volume"), Some(volume), "{symbol}");
+        assert_eq!(col(h, "notional"), Some(notional), "{symbol}");
+        let vwap = col(h, "vwap").unwrap();
+        assert!(
+            (vwap - notional / volume).abs() < Decimal::from_str("0.000000000001").unwrap(),
+            "hour vwap {symbol}: {vwap} vs {}",
+            notional / volume
+        );
+    }
+}
+
+/// What an older cryptolake's candle tables look like: PyIceberg (standing in for any other
+/// writer) drops `notional` from their schema.
+const DROP_NOTIONAL: &str = r#"
+import sys
+from pyiceberg.catalog.sql import SqlCatalog
+catalog = SqlCatalog("cryptolake", uri=f"sqlite:///{sys.argv[1]}", warehouse=f"file://{sys.argv[2]}")
+for name in ["gold.candles_1m", "gold.candles_1h"]:
+    with catalog.load_table(name).update_schema() as update:
+        update.delete_column("notional")
+"#;
+
+fn columns(p: &Project, table: &str) -> Vec<String> {
+    p.json(&["table", "describe", table])["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Candle tables without `notional` (as an older cryptolake created them) gain it by schema
+/// evolution at the next run and are rebuilt from all of silver: their rows then equal those of
+/// a project that always had it, and later minutes roll up as usual.
+#[test]
+fn candle_tables_of_an_older_layout_gain_notional_and_are_rebuilt_exactly() {
+    use crate::cluster::checksum;
+    let (upgraded, always) = (Project::new(), Project::new());
+    for p in [&upgraded, &always] {
+        p.minute(0, "3", &[]);
+    }
+    let db = upgraded.path().join("lake/catalog.db");
+    let warehouse = upgraded.path().join("lake/warehouse");
+    crate::readers::run_python(
+        DROP_NOTIONAL,
+        &[db.to_str().unwrap(), warehouse.to_str().unwrap()],
+    );
+    for table in ["gold.candles_1m", "gold.candles_1h"] {
+        assert!(!columns(&upgraded, table).contains(&"notional".to_string()));
+    }
+    for m in 1..3 {
+        for p in [&upgraded, &always] {
+            p.minute(m, "3", &[]);
+        }
+    }
+    for table in ["gold.candles_1m", "gold.candles_1h"] {
+        assert_eq!(
+            columns(&upgraded, table),
+            columns(&always, table),
+            "{table}"
+        );
+        let (n, sum) = checksum(&upgraded, table);
+        assert_eq!((n, sum.clone()), checksum(&always, table), "{table}");
+        assert!(n > 0);
+        let with_notional = upgraded.sql(&format!(
+            "SELECT count(*) AS n FROM {table} WHERE trade_count > 0 AND notional IS NULL"
+        ));
+        assert_eq!(
+            with_notional[0]["n"], 0,
+            "{table}: every candle with trades has notional"
+        );
+    }
+    assert_eq!(upgraded.count("gold.candles_1m"), 3 * 3);
 }

@@ -1,12 +1,15 @@
-//! `gold`: candles, market snapshots and trader positions, recomputed only for the keys new
+//! `gold`: candles, market snapshots and trader positions, computed only for the keys new
 //! silver rows touch, replacing the old rows of those keys in one overwrite snapshot.
 //!
 //! Each gold table keeps a bookmark per silver table it reads (summary key
 //! `cryptolake.bookmark.gold.<silver table>`). A run reads the silver files appended since the
-//! bookmark, derives the touched keys (for example `(symbol, minute)`), recomputes those keys
-//! from every silver row of their partitions, and rewrites the gold partitions they fall in:
-//! old rows of untouched keys are copied, old rows of touched keys are replaced. The old files
-//! leave and the new ones arrive in one snapshot, so re-running never duplicates a candle.
+//! bookmark, derives the touched keys (for example `(symbol, minute)`), computes those keys
+//! (from every silver row of their partitions, from the minutes an hour rolls up, or from a
+//! key's prior value and the new rows: [`outputs::Reads`]), and rewrites the gold partitions
+//! they fall in: old rows of untouched keys are copied, old rows of touched keys are replaced.
+//! The old files leave and the new ones arrive in one snapshot, with the bookmarks, so a re-run
+//! never counts a silver row twice. What a per-minute run reads is bounded by its minute's
+//! keys, not by how much of the hour or day has passed.
 
 pub mod outputs;
 
@@ -26,7 +29,7 @@ use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 use serde::Serialize;
 
-use self::outputs::{GoldOutput, GoldPartition, SilverTable};
+use self::outputs::{GoldOutput, GoldPartition, Reads, SilverTable};
 use crate::engine;
 use crate::iceberg::TableRef;
 use crate::iceberg::scan;
@@ -53,7 +56,10 @@ pub fn bookmark_key(input: SilverTable) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct GoldInput {
     pub silver: SilverTable,
+    /// The gold table's bookmark, which the commit requires unchanged.
     pub bookmark: Option<i64>,
+    /// Where the run reads from: the bookmark, or the beginning for a rebuild.
+    pub since: Option<i64>,
     pub through_snapshot: i64,
     pub new_files: usize,
     pub new_records: u64,
@@ -65,6 +71,9 @@ pub struct GoldInput {
 #[derive(Debug, Clone, Serialize)]
 pub struct GoldTablePlan {
     pub table: String,
+    /// The table lacks columns its layout has (created by an older cryptolake): it gains them
+    /// and every key is computed again from all of silver, replacing every old row.
+    pub rebuild: bool,
     pub inputs: Vec<GoldInput>,
     #[serde(skip)]
     output: Option<GoldOutput>,
@@ -100,6 +109,13 @@ impl Gold {
                 .lake
                 .table_if_exists(&output.layout.ident())
                 .await?;
+            let rebuild = match &gold {
+                Some(g) => !output
+                    .layout
+                    .missing_columns(g.metadata().current_schema())?
+                    .is_empty(),
+                None => false,
+            };
             let mut inputs = Vec::new();
             for &input in output.inputs {
                 let Some(table) = &silver[&input] else {
@@ -112,10 +128,11 @@ impl Gold {
                     Some(g) => crate::bookmarks::snapshot_bookmark(g, &bookmark_key(input))?,
                     None => None,
                 };
-                if bookmark == Some(current) {
+                let since = if rebuild { None } else { bookmark };
+                if since == Some(current) {
                     continue;
                 }
-                let appended = scan::appended_since(table, bookmark).await?;
+                let appended = scan::appended_since(table, since).await?;
                 if appended.is_empty() {
                     // Only `replace` snapshots (compaction) since the bookmark: nothing new.
                     continue;
@@ -124,6 +141,7 @@ impl Gold {
                 inputs.push(GoldInput {
                     silver: input,
                     bookmark,
+                    since,
                     through_snapshot: current,
                     new_files: files.len(),
                     new_records: files.iter().map(|f| f.record_count()).sum(),
@@ -133,6 +151,7 @@ impl Gold {
             if !inputs.is_empty() {
                 tables.push(GoldTablePlan {
                     table: output.layout.ident().to_string(),
+                    rebuild,
                     inputs,
                     output: Some(output),
                 });
@@ -184,32 +203,37 @@ impl Gold {
         df.register_table("t", touched.clone().into_view())?;
         let touched =
             engine::collect(&self.ctx.engine, &df, touched.into_unoptimized_plan()).await?;
-        let days = days_of(&touched, output.time_column)?;
-        let spans = Spans::of(&touched, output.time_column, output.span_us)?;
-        let symbols = if output.by_symbol {
-            Some(strings_of(&touched, "symbol")?)
-        } else {
-            None
+        let keys = Touched {
+            days: days_of(&touched, output.time_column)?,
+            spans: Spans::of(&touched, output.time_column, output.span_us)?,
+            symbols: if output.by_symbol {
+                Some(strings_of(&touched, "symbol")?)
+            } else {
+                None
+            },
         };
         let mut run = TableRun::default();
         let (mut added, mut removed) = (Vec::new(), Vec::new());
-        if !days.is_empty() {
-            for (s, table) in &silver_tables {
-                let files = files_in(table, &days, symbols.as_ref(), GoldPartition::Day)
-                    .await?
-                    .into_iter()
-                    .filter(|f| spans.may_hold(table, f))
-                    .collect::<Vec<_>>();
-                run.rows_in += files.iter().map(|f| f.record_count()).sum::<u64>();
-                df.register_table(
-                    s.view(),
-                    Arc::new(IcebergProvider::with_files(table.clone(), files)?),
-                )?;
-            }
-            let old = files_in(&gold, &days, None, output.partition).await?;
+        if !keys.days.is_empty() {
+            run.rows_in = match output.reads {
+                Reads::Silver => self.register_silver(&df, &silver_tables, &keys).await?,
+                Reads::Minutes => self.register_minutes(&df, plan, &keys).await?,
+                Reads::Prior => plan.inputs.iter().map(|i| i.new_records).sum(),
+            };
+            let old = files_in(&gold, &keys.days, None, output.partition).await?;
             df.register_table(
                 "old",
                 Arc::new(IcebergProvider::with_files(gold.clone(), old.clone())?),
+            )?;
+            // A rebuild computes every key from all of silver: no prior value counts.
+            let prior = if plan.rebuild {
+                Vec::new()
+            } else {
+                old.clone()
+            };
+            df.register_table(
+                "prior",
+                Arc::new(IcebergProvider::with_files(gold.clone(), prior)?),
             )?;
             let written = self.rewrite(&df, &gold, output).await?;
             run.writers = written.iter().map(|w| w.writer.clone()).collect();
@@ -230,9 +254,75 @@ impl Gold {
             snapshot = outcome.snapshot_id,
             "gold committed"
         );
+        // After the first table's commit (candles_1m): the others must catch up on the re-run.
+        maybe_crash(JOB, "after-commit");
         run.snapshot_id = Some(outcome.snapshot_id);
         run.commit_attempts = outcome.attempts;
         Ok(run)
+    }
+
+    /// Views `quotes` and `trades`: the silver files of the touched partitions whose
+    /// `event_time` bounds meet a touched span. Returns their row count.
+    async fn register_silver(
+        &self,
+        df: &SessionContext,
+        silver_tables: &BTreeMap<SilverTable, Table>,
+        keys: &Touched,
+    ) -> Result<u64> {
+        let mut rows = 0;
+        for (s, table) in silver_tables {
+            let files = files_in(table, &keys.days, keys.symbols.as_ref(), GoldPartition::Day)
+                .await?
+                .into_iter()
+                .filter(|f| keys.spans.may_hold(table, f))
+                .collect::<Vec<_>>();
+            rows += files.iter().map(|f| f.record_count()).sum::<u64>();
+            df.register_table(
+                s.view(),
+                Arc::new(IcebergProvider::with_files(table.clone(), files)?),
+            )?;
+        }
+        Ok(rows)
+    }
+
+    /// View `minutes`: `gold.candles_1m`'s files of the touched days, once it is known to
+    /// have consumed exactly the silver snapshots this table is about to (it is built first in
+    /// the same run; a run that stopped between the two leaves it ahead, and this table then
+    /// catches up). Returns their row count.
+    async fn register_minutes(
+        &self,
+        df: &SessionContext,
+        plan: &GoldTablePlan,
+        keys: &Touched,
+    ) -> Result<u64> {
+        let minutes = self
+            .ctx
+            .lake
+            .ensure_table(&cryptolake_catalog::layout::gold_candles_1m())
+            .await?;
+        for input in &plan.inputs {
+            let key = bookmark_key(input.silver);
+            let have = crate::bookmarks::snapshot_bookmark(&minutes, &key)?;
+            if have != Some(input.through_snapshot) {
+                return Err(cryptolake_catalog::Error::RequirementFailed {
+                    table: plan.table.clone(),
+                    reason: format!(
+                        "{} has consumed {key} through {have:?}, not snapshot {}: it is rolled \
+                         up from those minutes, so run gold again",
+                        minutes.identifier(),
+                        input.through_snapshot
+                    ),
+                }
+                .into());
+            }
+        }
+        let files = files_in(&minutes, &keys.days, None, GoldPartition::Day).await?;
+        let rows = files.iter().map(|f| f.record_count()).sum();
+        df.register_table(
+            "minutes",
+            Arc::new(IcebergProvider::with_files(minutes, files)?),
+        )?;
+        Ok(rows)
     }
 
     /// One plan that writes the recomputed rows of the touched keys and the old rows of the
@@ -295,6 +385,15 @@ impl Gold {
         }
         commit
     }
+}
+
+/// The touched keys as the files to read are chosen by: their days, event-time spans and
+/// (for tables keyed by symbol) symbols.
+#[derive(Debug)]
+struct Touched {
+    days: HashSet<i32>,
+    spans: Spans,
+    symbols: Option<HashSet<String>>,
 }
 
 /// The old rows whose keys were not touched.
