@@ -63,6 +63,19 @@ def classify(log: str) -> collections.Counter:
     return counts
 
 
+TABLE = re.compile(r"/warehouse/([^/?]+)/([^/?]+)/data/")
+
+
+def data_gets_by_table(log: str) -> collections.Counter:
+    """Data-file GETs in moto's access log, by the table whose files they read."""
+    counts = collections.Counter()
+    for method, path in LINE.findall(COLOUR.sub("", log)):
+        m = TABLE.search(path)
+        if method == "GET" and m:
+            counts[f"{m.group(1).removesuffix('.db')}.{m.group(2)}"] += 1
+    return counts
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -72,6 +85,7 @@ def main() -> int:
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--compact-every", type=int, default=0)
     ap.add_argument("--json", help="write every run's figures to this file")
+    ap.add_argument("--log", help="write moto's access log of the last batch to this file")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="cryptolake-minutes-")
@@ -122,13 +136,19 @@ def main() -> int:
             time.sleep(0.05)  # moto writes its last log lines after answering
             with open(log_path) as f:
                 f.seek(before)
-                counts = classify(f.read())
+                text = f.read()
+                counts = classify(text)
             rows.append({"run": i, "seconds": round(seconds, 3), "requests": sum(counts.values()),
                          **counts})
             if i == 1 or i % args.every == 0 or i == args.batches:
                 kinds = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
                 print(f"{i:>5} {seconds:>8.2f} {sum(counts.values()):>9}  {kinds}", flush=True)
+                tables = " ".join(f"{t}={n}" for t, n in sorted(data_gets_by_table(text).items()))
+                print(f"{'':>25}data GETs by table: {tables}", flush=True)
             json.loads(out)
+            if args.log and i == args.batches:
+                with open(args.log, "w") as f:
+                    f.write(COLOUR.sub("", text))
             if args.compact_every and i % args.compact_every == 0:
                 t0 = time.time()
                 cl("run", "compact", "-o", "json")

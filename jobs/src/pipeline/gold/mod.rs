@@ -23,8 +23,10 @@ use arrow::datatypes::{DataType, Date32Type, TimeUnit, TimestampMicrosecondType}
 use chrono::{DateTime, Datelike};
 use cryptolake_catalog::SnapshotCommit;
 use cryptolake_catalog::commit::bookmarks_unchanged;
-use datafusion::logical_expr::Expr;
-use datafusion::prelude::{SessionContext, ident};
+use datafusion::catalog::view::ViewTable;
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::prelude::{SessionContext, col, ident, lit};
 use iceberg::spec::{DataFile, Literal, PrimitiveLiteral};
 use iceberg::table::Table;
 use serde::Serialize;
@@ -198,11 +200,13 @@ impl Gold {
             silver_tables.insert(s, table);
         }
         // The touched keys come to the driver to choose the silver and gold files to read; the
-        // plan below reads them as a view (it travels to a cluster, a table of rows would not).
-        let touched = df.sql(&output.touched_sql).await?;
-        df.register_table("t", touched.clone().into_view())?;
+        // plans below read them as a view (it travels to a cluster, a table of rows would not):
+        // the keys themselves as VALUES when there are few, else the query that finds them.
+        let query = df.sql(&output.touched_sql).await?;
         let touched =
-            engine::collect(&self.ctx.engine, &df, touched.into_unoptimized_plan()).await?;
+            engine::collect(&self.ctx.engine, &df, query.clone().into_unoptimized_plan()).await?;
+        let view = inline_keys(&touched)?.unwrap_or_else(|| query.into_unoptimized_plan());
+        df.register_table("t", Arc::new(ViewTable::new(view, None)))?;
         let keys = Touched {
             days: days_of(&touched, output.time_column)?,
             spans: Spans::of(&touched, output.time_column, output.span_us)?,
@@ -387,6 +391,38 @@ impl Gold {
     }
 }
 
+/// Up to this many touched keys are inlined into the plans that join on them.
+const INLINE_KEYS_MAX: usize = 50_000;
+
+/// The touched keys as a VALUES plan with their names and types, so that the plans joining on
+/// them do not read the new silver files again to find them (a per-minute run's few dozen
+/// keys); `None` when there are none, or too many to ship inside a plan.
+fn inline_keys(batches: &[RecordBatch]) -> Result<Option<LogicalPlan>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 || rows > INLINE_KEYS_MAX {
+        return Ok(None);
+    }
+    let mut values = Vec::with_capacity(rows);
+    for b in batches {
+        for row in 0..b.num_rows() {
+            let literals = b
+                .columns()
+                .iter()
+                .map(|c| Ok(lit(ScalarValue::try_from_array(c, row)?)))
+                .collect::<Result<Vec<Expr>>>()?;
+            values.push(literals);
+        }
+    }
+    let schema = batches[0].schema();
+    let named = schema.fields().iter().enumerate().map(|(i, f)| {
+        datafusion::logical_expr::cast(col(format!("column{}", i + 1)), f.data_type().clone())
+            .alias(f.name())
+    });
+    Ok(Some(
+        LogicalPlanBuilder::values(values)?.project(named)?.build()?,
+    ))
+}
+
 /// The touched keys as the files to read are chosen by: their days, event-time spans and
 /// (for tables keyed by symbol) symbols.
 #[derive(Debug)]
@@ -554,6 +590,50 @@ impl crate::Job for Gold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn inlined_keys_keep_their_names_types_and_rows() {
+        use arrow::array::{StringArray, TimestampMicrosecondArray};
+        use arrow::datatypes::{Field, Schema};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("symbol", DataType::Utf8, false),
+            Field::new(
+                "window_start",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+        ]));
+        let batch = |symbols: Vec<&str>, starts: Vec<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(symbols)),
+                    Arc::new(TimestampMicrosecondArray::from(starts)),
+                ],
+            )
+            .unwrap()
+        };
+        let batches = vec![
+            batch(vec!["BTC-USD", "ETH-USD"], vec![60_000_000, 120_000_000]),
+            batch(vec![], vec![]),
+            batch(vec!["SOL-USD"], vec![180_000_000]),
+        ];
+        let plan = inline_keys(&batches).unwrap().unwrap();
+        let ctx = SessionContext::new();
+        let out = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let out = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+        assert_eq!(out.schema().field(0).name(), "symbol");
+        assert_eq!(out.schema().field(1).data_type(), schema.field(1).data_type());
+        let expected = arrow::compute::concat_batches(&schema, &batches).unwrap();
+        assert_eq!(out.columns(), expected.columns());
+        assert!(inline_keys(&[batch(vec![], vec![])]).unwrap().is_none());
+    }
 
     #[test]
     fn months_follow_icebergs_month_transform() {
