@@ -419,7 +419,9 @@ fn inline_keys(batches: &[RecordBatch]) -> Result<Option<LogicalPlan>> {
             .alias(f.name())
     });
     Ok(Some(
-        LogicalPlanBuilder::values(values)?.project(named)?.build()?,
+        LogicalPlanBuilder::values(values)?
+            .project(named)?
+            .build()?,
     ))
 }
 
@@ -629,7 +631,10 @@ mod tests {
             .unwrap();
         let out = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
         assert_eq!(out.schema().field(0).name(), "symbol");
-        assert_eq!(out.schema().field(1).data_type(), schema.field(1).data_type());
+        assert_eq!(
+            out.schema().field(1).data_type(),
+            schema.field(1).data_type()
+        );
         let expected = arrow::compute::concat_batches(&schema, &batches).unwrap();
         assert_eq!(out.columns(), expected.columns());
         assert!(inline_keys(&[batch(vec![], vec![])]).unwrap().is_none());
