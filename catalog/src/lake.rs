@@ -56,8 +56,9 @@ impl Lake {
     /// by schema evolution first (one metadata commit; rows written before read them as null).
     pub async fn ensure_table(&self, layout: &TableLayout) -> Result<Table> {
         let ident = layout.ident();
-        if self.backend.table_exists(&ident).await? {
-            let table = self.backend.load_table(&ident).await?;
+        // One catalog call for a table that exists (a Glue GetTable), not an existence check
+        // and then the load: a per-minute run ensures every table it touches.
+        if let Some(table) = self.table_if_exists(&ident).await? {
             let missing = layout.missing_columns(table.metadata().current_schema())?;
             if missing.is_empty() {
                 return Ok(table);
@@ -83,10 +84,10 @@ impl Lake {
 
     /// The table, or `None` when it does not exist.
     pub async fn table_if_exists(&self, ident: &TableIdent) -> Result<Option<Table>> {
-        if self.backend.table_exists(ident).await? {
-            Ok(Some(self.backend.load_table(ident).await?))
-        } else {
-            Ok(None)
+        match self.backend.load_table(ident).await {
+            Ok(table) => Ok(Some(table)),
+            Err(Error::NoSuchTable(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
