@@ -16,6 +16,18 @@ const GEN: [&str; 8] = [
     "0.03",
 ];
 
+/// The minute after [`GEN`]'s three.
+const NEXT_MINUTE: [&str; 8] = [
+    "--minutes",
+    "1",
+    "--seed",
+    "12",
+    "--symbols",
+    "5",
+    "--start",
+    "2026-01-01T00:03:00Z",
+];
+
 const CANDLES: &str = "SELECT symbol, window_start, open, high, low, close, volume, vwap, quote_count, trade_count \
                        FROM gold.candles_1m ORDER BY symbol, window_start";
 
@@ -92,16 +104,7 @@ fn killed_after_commit_then_rerun_takes_nothing_twice() {
         crate::common::field(&generated, "trades", "records")
     );
     // A second crash after silver's commits: the re-run finds nothing new.
-    p.generate(&[
-        "--minutes",
-        "1",
-        "--seed",
-        "12",
-        "--symbols",
-        "5",
-        "--start",
-        "2026-01-01T00:03:00Z",
-    ]);
+    p.generate(&NEXT_MINUTE);
     p.ok(&["run", "ingest-files"]);
     killed(&p, "silver", "after-commit");
     let before = p.snapshots();
@@ -143,19 +146,9 @@ fn gold_killed_after_its_first_commit_catches_up_exactly() {
     for table in GOLD {
         assert_eq!(checksum(&p, table), checksum(&clean, table), "{table}");
     }
-    // Killed again after the first commit of the next minute, which the re-run then takes
-    // together with nothing else.
+    // Killed at the same point on the next minute: the re-run catches up again.
     for q in [&clean, &p] {
-        q.generate(&[
-            "--minutes",
-            "1",
-            "--seed",
-            "12",
-            "--symbols",
-            "5",
-            "--start",
-            "2026-01-01T00:03:00Z",
-        ]);
+        q.generate(&NEXT_MINUTE);
         q.ok(&["run", "ingest-files"]);
         q.ok(&["run", "silver"]);
     }
