@@ -33,13 +33,11 @@ pub trait CatalogBackend: Send + Sync + std::fmt::Debug {
     /// Namespaces that hold at least one table or were created explicitly, sorted.
     async fn list_namespaces(&self) -> Result<Vec<String>>;
 
-    /// Whether the table exists.
-    async fn table_exists(&self, ident: &TableIdent) -> Result<bool>;
-
     /// Writes the first metadata file and registers the table. Fails if it exists.
     async fn create_table(&self, ident: &TableIdent, creation: TableCreation) -> Result<Table>;
 
-    /// Loads the table's current metadata.
+    /// Loads the table's current metadata; `Error::NoSuchTable` when it does not exist (what
+    /// `Lake::table_if_exists` takes for absent, in one call).
     async fn load_table(&self, ident: &TableIdent) -> Result<Table>;
 
     /// Points the table at `new_location` if and only if it still points at `expected`.

@@ -346,10 +346,6 @@ impl CatalogBackend for GlueCatalog {
         Ok(out)
     }
 
-    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
-        Ok(self.get(ident).await?.is_some())
-    }
-
     async fn create_table(&self, ident: &TableIdent, creation: TableCreation) -> Result<Table> {
         let database = self.database(ident);
         self.ensure_namespace(&ident.namespace().join(".")).await?;

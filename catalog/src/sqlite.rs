@@ -158,10 +158,6 @@ impl CatalogBackend for SqliteCatalog {
         Ok(rows.into_iter().map(|r| r.get::<String, _>(0)).collect())
     }
 
-    async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
-        Ok(self.metadata_location(ident).await?.is_some())
-    }
-
     async fn create_table(&self, ident: &TableIdent, creation: TableCreation) -> Result<Table> {
         let namespace = Self::namespace_of(ident);
         self.ensure_namespace(&namespace).await?;
