@@ -5,7 +5,8 @@
 # hourly `run compact` between batches, timed apart.
 #
 #   benches/minute-batches.sh [--batches 1000] [--every 100] [--history-minutes 60]
-#                             [--symbols 20] [--compact-every N] [--json FILE] [--log FILE]
+#                             [--symbols 20] [--compact-every N] [--expire-every N] [--json FILE]
+#                             [--log FILE]
 #                             [--binary PATH]
 #
 # Builds the release binary, unless --binary names one.

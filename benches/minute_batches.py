@@ -2,7 +2,8 @@
 runs of `gen --minutes 1` and `run all`, each a cold process, as a per-minute schedule runs them.
 Prints the wall time and moto's request count (S3 GET, PUT, HEAD, LIST; Glue calls) of the
 first run and of every EVERY-th, so growth with history shows. With --compact-every N, a
-`run compact` after every N batches (an hourly maintenance schedule at N = 60), timed apart.
+`run compact` after every N batches (an hourly maintenance schedule at N = 60), timed apart;
+with --expire-every N, a `run expire-snapshots --older-than 0s` likewise.
 Run by benches/minute-batches.sh.
 """
 
@@ -84,6 +85,9 @@ def main() -> int:
     ap.add_argument("--history-minutes", type=int, default=60)
     ap.add_argument("--symbols", type=int, default=20)
     ap.add_argument("--compact-every", type=int, default=0)
+    ap.add_argument("--expire-every", type=int, default=0,
+                    help="after every N batches, run expire-snapshots --older-than 0s "
+                         "(every snapshot that no bookmark needs)")
     ap.add_argument("--json", help="write every run's figures to this file")
     ap.add_argument("--log", help="write moto's access log of the last batch to this file")
     args = ap.parse_args()
@@ -149,6 +153,11 @@ def main() -> int:
             if args.log and i == args.batches:
                 with open(args.log, "w") as f:
                     f.write(COLOUR.sub("", text))
+            if args.expire_every and i % args.expire_every == 0:
+                t0 = time.time()
+                cl("run", "expire-snapshots", "--older-than", "0s", "-o", "json")
+                print(f"      run expire-snapshots after batch {i}: {time.time() - t0:.2f} s",
+                      flush=True)
             if args.compact_every and i % args.compact_every == 0:
                 t0 = time.time()
                 cl("run", "compact", "-o", "json")
