@@ -478,37 +478,32 @@ pub fn all_layouts() -> Vec<TableLayout> {
 mod tests {
     use super::*;
 
+    /// `schema` without the column `name`.
+    fn without(schema: &Schema, name: &str) -> Schema {
+        let fields = schema
+            .as_struct()
+            .fields()
+            .iter()
+            .filter(|f| f.name != name);
+        Schema::builder()
+            .with_fields(fields.cloned())
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn missing_columns_are_the_optional_ones_a_schema_lacks() {
         let layout = gold_candles_1m();
         let full = layout.schema().unwrap();
         assert!(layout.missing_columns(&full).unwrap().is_empty());
         // The schema a table had before `notional` was added.
-        let older = Schema::builder()
-            .with_fields(
-                full.as_struct()
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name != "notional")
-                    .cloned(),
-            )
-            .build()
-            .unwrap();
+        let older = without(&full, "notional");
         let missing = layout.missing_columns(&older).unwrap();
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].0, "notional");
         assert_eq!(missing[0].1, ColumnType::Decimal.iceberg());
         // A required column cannot be added.
-        let no_open = Schema::builder()
-            .with_fields(
-                full.as_struct()
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name != "open")
-                    .cloned(),
-            )
-            .build()
-            .unwrap();
+        let no_open = without(&full, "open");
         let err = layout.missing_columns(&no_open).unwrap_err().to_string();
         assert!(
             err.contains("gold.candles_1m lacks the required column open"),
