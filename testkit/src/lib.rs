@@ -17,7 +17,13 @@ pub fn free_port() -> u16 {
 }
 
 /// A base port with the `n - 1` ports after it free too, for a process that takes a block.
+///
+/// The block is drawn from below the kernel's ephemeral range: a port in that range is also
+/// what `free_port` hands out and what every outgoing connection takes as its source, so a
+/// block there can be taken between this check and the process's bind (CI saw an executor's
+/// gRPC port taken that way).
 pub fn free_port_block(n: u16) -> u16 {
+    let (low, high) = block_range(n);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
@@ -27,13 +33,29 @@ pub fn free_port_block(n: u16) -> u16 {
         seed ^= seed << 13;
         seed ^= seed >> 17;
         seed ^= seed << 5;
-        let base = 20000 + (seed % 30000) as u16;
+        let base = low + (seed % u32::from(high - low)) as u16;
         let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if free {
             return base;
         }
     }
     panic!("no block of {n} free ports");
+}
+
+/// Where `free_port_block` draws its bases: from 10000 up to the ephemeral range's start (or
+/// 32768, Linux's default, when the range cannot be read), leaving room for the block.
+fn block_range(n: u16) -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.saturating_sub(n);
+    if high > 11000 {
+        (10000, high)
+    } else {
+        // A machine whose ephemeral range starts low: above it, as before.
+        (20000, 50000)
+    }
 }
 
 /// The tansu binary: `CRYPTOLAKE_TANSU`, else the one `scripts/setup.sh` builds into the cache.
