@@ -257,6 +257,88 @@ impl History {
     }
 }
 
+/// Per table, the sums of what every run summary in the history reports for it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TableTotals {
+    pub table: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub quarantined: u64,
+    pub duplicates_dropped: u64,
+    pub files_written: u64,
+    pub bytes_written: u64,
+    pub commit_attempts: u64,
+    /// Commit attempts after a run's first for the table: each one a race lost to another
+    /// writer that committed first.
+    pub races_lost: u64,
+}
+
+/// A table's name and its eight sums, as SQLite returns them.
+type TotalsRow = (String, i64, i64, i64, i64, i64, i64, i64, i64);
+
+/// A summary is a JSON array of job summaries (`run all` has several) or one object; either
+/// way, each job summary's `tables` object, one row per table and job.
+const SUMMARY_TABLES: &str = "
+FROM runs,
+  json_each(CASE json_type(runs.summary) WHEN 'array' THEN runs.summary
+                ELSE json_array(json(runs.summary)) END) AS jobs,
+  json_each(jobs.value, '$.tables') AS t
+WHERE runs.summary IS NOT NULL AND json_valid(runs.summary)";
+
+impl History {
+    /// Runs per job and state, as (job, state, count).
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT job, state, count(*) FROM runs GROUP BY job, state ORDER BY job, state",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every ended run's duration in seconds, as (job, seconds).
+    pub async fn durations(&self) -> Result<Vec<(String, f64)>> {
+        Ok(sqlx::query_as(
+            "SELECT job, (julianday(ended_at) - julianday(started_at)) * 86400.0 FROM runs
+             WHERE started_at IS NOT NULL AND ended_at IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// What every run summary says of each table, summed (SQLite's JSON functions: one pass
+    /// over the history, without loading the summaries into this process).
+    pub async fn table_totals(&self) -> Result<Vec<TableTotals>> {
+        let sql = format!(
+            "SELECT t.key,
+               sum(coalesce(json_extract(t.value, '$.rows_in'), 0)),
+               sum(coalesce(json_extract(t.value, '$.rows_out'), 0)),
+               sum(coalesce(json_extract(t.value, '$.quarantined'), 0)),
+               sum(coalesce(json_extract(t.value, '$.duplicates_dropped'), 0)),
+               sum(coalesce(json_extract(t.value, '$.files_written'), 0)),
+               sum(coalesce(json_extract(t.value, '$.bytes_written'), 0)),
+               sum(coalesce(json_extract(t.value, '$.commit_attempts'), 0)),
+               sum(max(coalesce(json_extract(t.value, '$.commit_attempts'), 0) - 1, 0))
+             {SUMMARY_TABLES} GROUP BY t.key ORDER BY t.key"
+        );
+        let rows: Vec<TotalsRow> = sqlx::query_as(&sql).fetch_all(&self.pool).await?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        Ok(rows
+            .into_iter()
+            .map(|r| TableTotals {
+                table: r.0,
+                rows_in: n(r.1),
+                rows_out: n(r.2),
+                quarantined: n(r.3),
+                duplicates_dropped: n(r.4),
+                files_written: n(r.5),
+                bytes_written: n(r.6),
+                commit_attempts: n(r.7),
+                races_lost: n(r.8),
+            })
+            .collect())
+    }
+}
+
 fn from_row(row: &SqliteRow) -> Result<Run> {
     let args: String = row.try_get("args")?;
     let summary: Option<String> = row.try_get("summary")?;
@@ -338,5 +420,70 @@ mod tests {
         );
         assert!(history.list(None, true, 10).await.unwrap().is_empty());
         assert!(matches!(history.get(99).await, Err(Error::RunNotFound(99))));
+    }
+
+    #[tokio::test]
+    async fn totals_sum_every_summary_s_tables_and_count_lost_races() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(&dir.path().join("h.db")).await.unwrap();
+        let run = |job: &'static str| NewRun {
+            job,
+            args: &[],
+            trigger: "api",
+            scheduled_for: None,
+            state: RunState::Starting,
+            error: None,
+        };
+        let table = |rows_in: u64, attempts: u64| {
+            serde_json::json!({"rows_in": rows_in, "rows_out": rows_in - 1, "quarantined": 1,
+                "duplicates_dropped": 2, "files_written": 3, "bytes_written": 1000,
+                "commit_attempts": attempts})
+        };
+        // `run all`: an array of job summaries; `run compact`: one object; a failed run: none.
+        let all = serde_json::json!([
+            {"job": "ingest-files", "tables": {"bronze.trades": table(10, 1)}},
+            {"job": "silver", "tables": {"silver.trades": table(9, 3)}}
+        ]);
+        let one = serde_json::json!({"job": "silver", "tables": {"silver.trades": table(5, 1)}});
+        for (job, state, summary) in [
+            ("all", RunState::Succeeded, Some(all)),
+            ("silver", RunState::Succeeded, Some(one)),
+            ("silver", RunState::Failed, None),
+        ] {
+            let id = history.record(run(job)).await.unwrap().unwrap();
+            history.started(id, 0, None).await.unwrap();
+            history
+                .finish(id, state, Some(0), None, summary)
+                .await
+                .unwrap();
+        }
+        let totals = history.table_totals().await.unwrap();
+        assert_eq!(totals.len(), 2);
+        assert_eq!(
+            totals[1],
+            TableTotals {
+                table: "silver.trades".into(),
+                rows_in: 14,
+                rows_out: 12,
+                quarantined: 2,
+                duplicates_dropped: 4,
+                files_written: 6,
+                bytes_written: 2000,
+                commit_attempts: 4,
+                races_lost: 2,
+            }
+        );
+        assert_eq!((totals[0].rows_in, totals[0].races_lost), (10, 0));
+        assert_eq!(
+            history.counts().await.unwrap(),
+            [
+                ("all".to_string(), "SUCCEEDED".to_string(), 1),
+                ("silver".to_string(), "FAILED".to_string(), 1),
+                ("silver".to_string(), "SUCCEEDED".to_string(), 1),
+            ]
+        );
+        let durations = history.durations().await.unwrap();
+        assert_eq!(durations.len(), 3);
+        assert!(durations.iter().all(|(_, s)| (0.0..60.0).contains(s)));
     }
 }
