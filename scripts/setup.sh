@@ -17,6 +17,9 @@ need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ "$what" = test ]; then
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+  # Debian's Chromium and its driver: the console's pages are tested in a real browser.
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -36,8 +39,10 @@ fi
 # extensions from PyPI (loaded by path, offline);
 # moto's server, the local S3 (and Glue) the tests start; and kafka-python, the independent
 # Kafka producer and consumer of the ingest-kafka tests; kubernetes-validate, which checks
-# docker/k8s/ against the Kubernetes schemas.
-REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0"
+# docker/k8s/ against the Kubernetes schemas; Selenium, which drives Debian's Chromium through
+# the console's pages (with Debian's chromedriver: nothing is downloaded at test time);
+# prometheus-client, whose parser reads the /metrics scrape independently.
+REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0 selenium==4.45.0 prometheus-client==0.26.0"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"

@@ -259,6 +259,8 @@ pub struct DaemonParams {
     pub jobs: Vec<String>,
     /// Serve the submission API (needs a token).
     pub serve_api: bool,
+    /// More routes served beside the API (the web console), with their own authentication.
+    pub console: Option<axum::Router>,
 }
 
 /// Runs the daemon until `shutdown` completes. Runs still going are left to finish; the next
@@ -301,6 +303,10 @@ pub async fn start_scheduler(
         schedules: params.schedules,
         max_body_bytes: params.config.max_body_bytes,
     });
+    let app = match params.console {
+        Some(console) => app.merge(console),
+        None => app,
+    };
     let listener = tokio::net::TcpListener::bind(params.config.bind).await?;
     tracing::info!(addr = %listener.local_addr()?, "submission API listening");
     axum::serve(listener, app)

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod config;
+mod console;
 mod generate;
 mod init;
 mod job;
@@ -62,6 +63,8 @@ pub enum Command {
     Schedule(schedule::ScheduleCommand),
     /// The scheduler daemon: fires schedules, keeps run history, serves the submission API.
     Scheduler(scheduler::SchedulerArgs),
+    /// The web console (markets, runs, tables) and its /v1/ read endpoints, without a daemon.
+    Console(console::ConsoleArgs),
     /// Submit, list, inspect and cancel runs through a running scheduler's API.
     Job(job::JobArgs),
     /// A Ballista cluster: scheduler and executor processes, a local cluster (up, down, status).
@@ -130,6 +133,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let daemon = matches!(
         &cli.command,
         Command::Scheduler(_)
+            | Command::Console(_)
             | Command::Cluster(
                 cluster::ClusterCommand::Executor(_) | cluster::ClusterCommand::Scheduler(_)
             )
@@ -181,6 +185,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let file = config_file(&cli);
             scheduler::run(args, &load_config(&cli)?, file.as_deref()).await
         }
+        Command::Console(args) => console::run(args, &load_config(&cli)?).await,
         Command::Job(args) => job::run(args, &load_config(&cli)?, cli.output).await,
         Command::Cluster(cmd) => {
             let file = config_file(&cli);

@@ -1,5 +1,5 @@
 //! `cryptolake scheduler`: the daemon that fires the config's schedules and serves the
-//! submission API, until SIGINT or SIGTERM.
+//! submission API and the web console, until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,7 +44,19 @@ pub async fn run(
         schedules: config.schedule.clone(),
         jobs: super::run::job_names(),
         serve_api: !args.no_api,
+        console: None,
     };
+    // The console's pages and reads beside the API, with the API's token.
+    let mut params = params;
+    if params.serve_api
+        && let Some(token) = config.scheduler.token.clone()
+    {
+        let console = super::console::params(config, Some(token), true).await?;
+        let state = cryptolake_console::console_state(&console)
+            .await
+            .map_err(super::console::console_error)?;
+        params.console = Some(cryptolake_console::router(state, true));
+    }
     start_scheduler(params, shutdown_signal())
         .await
         .map_err(|e| match e {
@@ -55,7 +67,7 @@ pub async fn run(
         })
 }
 
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -173,6 +173,47 @@ fn every_message_lands_exactly_once_and_the_table_holds_the_offsets() {
 }
 
 #[test]
+fn the_metrics_show_the_lag_of_every_partition_until_ingest_kafka_takes_it() {
+    let broker = broker_with_trades();
+    let p = kafka_project(&broker);
+    produce(&broker, 0, 31);
+    let console = crate::console::Console::start(&p);
+    let kafka = |name: &str| -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = crate::console::scrape(&console.base, None)
+            .into_iter()
+            .filter(|(n, labels, _)| n == name && labels["topic"] == "coinbase-trades")
+            .map(|(_, labels, value)| (labels["partition"].as_str().unwrap().to_string(), value))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let per = |a: f64, b: f64, c: f64| -> Vec<(String, f64)> {
+        vec![("0".into(), a), ("1".into(), b), ("2".into(), c)]
+    };
+    // 31 messages over 3 partitions (i % 3), none taken yet.
+    assert_eq!(
+        kafka("cryptolake_kafka_lag_messages"),
+        per(11.0, 10.0, 10.0)
+    );
+    assert_eq!(kafka("cryptolake_kafka_end_offset"), per(11.0, 10.0, 10.0));
+    assert!(kafka("cryptolake_kafka_committed_offset").is_empty());
+    p.ok(&["run", "ingest-kafka"]);
+    produce(&broker, 31, 3);
+    assert_eq!(kafka("cryptolake_kafka_lag_messages"), per(1.0, 1.0, 1.0));
+    assert_eq!(
+        kafka("cryptolake_kafka_committed_offset"),
+        per(11.0, 10.0, 10.0)
+    );
+    assert_eq!(kafka("cryptolake_kafka_end_offset"), per(12.0, 11.0, 11.0));
+    let up: Vec<f64> = crate::console::scrape(&console.base, None)
+        .into_iter()
+        .filter(|(n, labels, _)| n == "cryptolake_probe_up" && labels["probe"] == "kafka")
+        .map(|(_, _, v)| v)
+        .collect();
+    assert_eq!(up, [1.0]);
+}
+
+#[test]
 fn on_a_two_executor_cluster_each_partition_is_read_by_an_executor_exactly_once() {
     let broker = broker_with_trades();
     let p = kafka_project(&broker);

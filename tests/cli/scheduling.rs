@@ -13,7 +13,7 @@ use cryptolake_testkit::free_port;
 
 use crate::common::{Project, SOURCES, field};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 #[test]
 fn next_prints_eventbridge_fire_times_in_the_zone() {
@@ -60,13 +60,13 @@ fn next_prints_eventbridge_fire_times_in_the_zone() {
 }
 
 /// A `cryptolake scheduler` process, killed (SIGKILL) when dropped.
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    port: u16,
+    pub port: u16,
 }
 
 impl Daemon {
-    fn start(p: &Project, port: u16, fault: &str) -> Self {
+    pub fn start(p: &Project, port: u16, fault: &str) -> Self {
         let child = p
             .command(&[
                 "scheduler",
@@ -93,7 +93,13 @@ impl Daemon {
     }
 
     /// One HTTP/1.1 request; returns the status and the body.
-    fn http(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> (u16, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
         let head = format!(

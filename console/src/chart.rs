@@ -1,0 +1,245 @@
+//! Charts drawn on the server as SVG with `plotters` (no fonts needed: its SVG text is `<text>`
+//! the browser lays out), so a page needs nothing from the network and a script gets the same
+//! picture a browser shows.
+
+use chrono::{DateTime, Duration, Utc};
+use plotters::prelude::*;
+
+use crate::data::{Candle, SnapshotPoint};
+use crate::{Error, Result};
+
+const UP: RGBColor = RGBColor(22, 163, 74);
+const DOWN: RGBColor = RGBColor(220, 38, 38);
+const VWAP: RGBColor = RGBColor(37, 99, 235);
+
+fn drawing<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
+    Error::Internal(format!("chart: {e}"))
+}
+
+fn time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// A candlestick chart with the VWAP line over it and volume bars under it.
+pub fn candles(candles: &[Candle], title: &str) -> Result<String> {
+    let points: Vec<(DateTime<Utc>, &Candle)> = candles
+        .iter()
+        .filter_map(|c| Some((time(&c.window_start)?, c)))
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 460)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            root.titled(&format!("{title}: no candles"), ("sans-serif", 18))
+                .map_err(drawing)?;
+            root.present().map_err(drawing)?;
+            drop(root);
+            return Ok(svg);
+        };
+        let width = points
+            .get(1)
+            .map_or(Duration::minutes(1), |(t, _)| *t - first.0)
+            .max(Duration::seconds(1));
+        let (start, end) = (first.0 - width, last.0 + width);
+        let low = points
+            .iter()
+            .map(|(_, c)| Candle::float(&c.low))
+            .fold(f64::INFINITY, f64::min);
+        let high = points
+            .iter()
+            .map(|(_, c)| Candle::float(&c.high))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let pad = ((high - low) * 0.05).max(high.abs() * 1e-6).max(1e-9);
+        let (upper, lower) = root.split_vertically(340);
+        let mut chart = ChartBuilder::on(&upper)
+            .caption(title, ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(80)
+            .build_cartesian_2d(start..end, (low - pad)..(high + pad))
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&|t| t.format("%m-%d %H:%M").to_string())
+            .draw()
+            .map_err(drawing)?;
+        let bar = ((860.0 / points.len() as f64) * 0.7).clamp(1.0, 12.0) as u32;
+        chart
+            .draw_series(points.iter().map(|(t, c)| {
+                CandleStick::new(
+                    *t,
+                    Candle::float(&c.open),
+                    Candle::float(&c.high),
+                    Candle::float(&c.low),
+                    Candle::float(&c.close),
+                    UP.filled(),
+                    DOWN.filled(),
+                    bar,
+                )
+            }))
+            .map_err(drawing)?;
+        chart
+            .draw_series(LineSeries::new(
+                points
+                    .iter()
+                    .filter_map(|(t, c)| Some((*t, Candle::float(c.vwap.as_ref()?)))),
+                VWAP.stroke_width(2),
+            ))
+            .map_err(drawing)?
+            .label("VWAP")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], VWAP));
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(drawing)?;
+        volume_bars(&lower, &points, start..end)?;
+        root.present().map_err(drawing)?;
+    }
+    Ok(svg)
+}
+
+fn volume_bars(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    points: &[(DateTime<Utc>, &Candle)],
+    range: std::ops::Range<DateTime<Utc>>,
+) -> Result<()> {
+    let volume = |c: &Candle| c.volume.as_ref().map_or(0.0, |v| Candle::float(v));
+    let max = points
+        .iter()
+        .map(|(_, c)| volume(c))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let half = points
+        .get(1)
+        .map_or(Duration::seconds(20), |(t, _)| (*t - points[0].0) / 3);
+    let mut chart = ChartBuilder::on(area)
+        .margin(8)
+        .x_label_area_size(0)
+        .y_label_area_size(80)
+        .build_cartesian_2d(range, 0.0..max * 1.05)
+        .map_err(drawing)?;
+    chart
+        .configure_mesh()
+        .y_labels(3)
+        .y_desc("volume")
+        .disable_x_mesh()
+        .draw()
+        .map_err(drawing)?;
+    chart
+        .draw_series(points.iter().map(|(t, c)| {
+            let color = if Candle::float(&c.close) >= Candle::float(&c.open) {
+                UP
+            } else {
+                DOWN
+            };
+            Rectangle::new([(*t - half, 0.0), (*t + half, volume(c))], color.filled())
+        }))
+        .map_err(drawing)?;
+    Ok(())
+}
+
+/// A table's live data files after each snapshot: compaction shows as a drop.
+pub fn files_over_time(history: &[SnapshotPoint], title: &str) -> Result<String> {
+    let points: Vec<(DateTime<Utc>, f64)> = history
+        .iter()
+        .filter_map(|p| Some((time(&p.committed_at)?, p.files as f64)))
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 260)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let (Some(first), Some(last)) = (points.first(), points.last()) else {
+            root.titled(&format!("{title}: no snapshots"), ("sans-serif", 16))
+                .map_err(drawing)?;
+            root.present().map_err(drawing)?;
+            drop(root);
+            return Ok(svg);
+        };
+        let max = points.iter().map(|p| p.1).fold(1.0, f64::max);
+        let end = if last.0 > first.0 {
+            last.0
+        } else {
+            first.0 + Duration::seconds(1)
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(60)
+            .build_cartesian_2d(first.0..end, 0.0..max * 1.1)
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(4)
+            .y_desc("data files")
+            .x_label_formatter(&|t| t.format("%m-%d %H:%M").to_string())
+            .draw()
+            .map_err(drawing)?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                VWAP.stroke_width(2),
+            ))
+            .map_err(drawing)?;
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|(t, f)| Circle::new((*t, *f), 3, VWAP.filled())),
+            )
+            .map_err(drawing)?;
+        root.present().map_err(drawing)?;
+    }
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    fn n(v: &str) -> Box<RawValue> {
+        RawValue::from_string(v.into()).unwrap()
+    }
+
+    fn candle(minute: u32, open: &str, close: &str) -> Candle {
+        Candle {
+            symbol: "BTC-USD".into(),
+            window_start: format!("2026-11-30T10:{minute:02}:00Z"),
+            window_end: format!("2026-11-30T10:{:02}:00Z", minute + 1),
+            open: n(open),
+            high: n("43100.5"),
+            low: n("42900.25"),
+            close: n(close),
+            volume: Some(n("1.5")),
+            vwap: Some(n("43000")),
+            notional: None,
+            quote_count: 60,
+            trade_count: 3,
+        }
+    }
+
+    #[test]
+    fn a_candle_chart_draws_one_body_per_candle_and_the_vwap() {
+        let svg = candles(
+            &[candle(0, "43000", "43050"), candle(1, "43050", "42950")],
+            "BTC-USD 1m",
+        )
+        .unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..40]);
+        assert!(svg.contains("BTC-USD 1m") && svg.contains("VWAP"));
+        // One rising (green) and one falling (red) body, and two volume bars of those colours.
+        assert_eq!(svg.matches("fill=\"#16A34A\"").count(), 2, "{svg}");
+        assert_eq!(svg.matches("fill=\"#DC2626\"").count(), 2, "{svg}");
+        let empty = candles(&[], "ETH-USD 1h").unwrap();
+        assert!(empty.contains("ETH-USD 1h: no candles"));
+    }
+}
