@@ -86,6 +86,13 @@ out["metrics"] = [[s.name, s.labels, s.value] for f in text_string_to_metric_fam
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+def wait_for(by, selector):
+    """The element once the page a click started has loaded (a click does not wait for it)."""
+    return WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((by, selector)))
 
 options = webdriver.ChromeOptions()
 options.binary_location = "/usr/bin/chromium"
@@ -97,12 +104,12 @@ try:
     out["browser_sent_to"] = driver.current_url.removeprefix(base).split("?")[0]
     driver.find_element(By.ID, "token").send_keys("wrong-token-0123456789")
     driver.find_element(By.ID, "login").click()
-    out["wrong_login_says"] = driver.find_element(By.ID, "login-error").text
+    out["wrong_login_says"] = wait_for(By.ID, "login-error").text
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "login").click()
-    out["after_login"] = driver.current_url.removeprefix(base)
     first = minutes[0]["window_start"]
-    row = driver.find_element(By.CSS_SELECTOR, f"#candles tr[data-window='{first}']")
+    row = wait_for(By.CSS_SELECTOR, f"#candles tr[data-window='{first}']")
+    out["after_login"] = driver.current_url.removeprefix(base)
     out["markets_row"] = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
     out["markets_expected"] = [first] + [minutes[0][c] for c in ["open", "high", "low", "close", "volume", "vwap"]] + [str(minutes[0]["quote_count"]), str(minutes[0]["trade_count"])]
     out["chart_bodies"] = len(driver.find_elements(By.CSS_SELECTOR, "#candle-chart svg rect"))
