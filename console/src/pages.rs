@@ -251,23 +251,19 @@ fn positions(rows: &[data::Position]) -> String {
     out
 }
 
-/// Totals of `key` over every table a run summary names (a summary of `run all` nests one per
-/// job).
+/// Totals of `key` over every table a run summary names (a summary of `run all` is an array of
+/// job summaries). Only the `tables` figures count: the `sources` figures of the same run count
+/// the same records again from the input's side.
 pub fn summary_total(summary: &Value, key: &str) -> u64 {
-    match summary {
-        Value::Object(map) => map
-            .iter()
-            .map(|(k, v)| {
-                if k == key {
-                    v.as_u64().unwrap_or(0)
-                } else {
-                    summary_total(v, key)
-                }
-            })
-            .sum(),
-        Value::Array(items) => items.iter().map(|v| summary_total(v, key)).sum(),
-        _ => 0,
-    }
+    let jobs = match summary {
+        Value::Array(jobs) => jobs.as_slice(),
+        one => std::slice::from_ref(one),
+    };
+    jobs.iter()
+        .filter_map(|job| job.get("tables")?.as_object())
+        .flat_map(|tables| tables.values())
+        .filter_map(|figures| figures.get(key)?.as_u64())
+        .sum()
 }
 
 fn duration(run: &cryptolake_scheduler::history::Run) -> String {
@@ -454,16 +450,16 @@ mod tests {
             esc("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
-        let summary = serde_json::json!({
-            "job": "all",
-            "jobs": [
-                {"tables": {"silver.quotes": {"rows_in": 10, "rows_out": 8, "quarantined": 2}}},
-                {"tables": {"gold.candles_1m": {"rows_in": 8, "rows_out": 3, "quarantined": 0}}}
-            ]
-        });
+        let summary = serde_json::json!([
+            {"tables": {"silver.quotes": {"rows_in": 10, "rows_out": 8, "quarantined": 2}},
+             "sources": {"coinbase_spot": {"records": 10, "quarantined": 2}}},
+            {"tables": {"gold.candles_1m": {"rows_in": 8, "rows_out": 3, "quarantined": 0}}}
+        ]);
         assert_eq!(summary_total(&summary, "rows_in"), 18);
         assert_eq!(summary_total(&summary, "rows_out"), 11);
         assert_eq!(summary_total(&summary, "quarantined"), 2);
+        let one = serde_json::json!({"tables": {"silver.trades": {"rows_in": 4}}});
+        assert_eq!(summary_total(&one, "rows_in"), 4);
         let html = page("A <b>", "runs", "x");
         assert!(html.contains("<title>A &lt;b&gt; · cryptolake</title>"));
         assert!(html.contains("<a href=\"/runs\" class=\"on\" id=\"nav-runs\">Runs</a>"));

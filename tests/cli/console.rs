@@ -195,6 +195,19 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
     assert_eq!(runs_row[1], "all");
     assert_eq!(runs_row[2], "api");
     assert_eq!(runs_row[3], "SUCCEEDED");
+    // Rows in, out and quarantined: the run summary's tables' figures, summed.
+    let total = |key: &str| -> u64 {
+        run[0]["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|job| job["tables"].as_object().unwrap().values())
+            .map(|t| t[key].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(runs_row[6], total("rows_in").to_string().as_str());
+    assert_eq!(runs_row[7], total("rows_out").to_string().as_str());
+    assert_eq!(runs_row[8], total("quarantined").to_string().as_str());
     assert_eq!(found["run_state"], "SUCCEEDED");
     let schedules = found["schedules"].as_array().unwrap();
     assert_eq!(
