@@ -16,6 +16,18 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Waits until something listens on the loopback `port`; panics naming `what` after 30 s.
+pub fn wait_for_listener(port: u16, what: &str) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{what} did not listen on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A base port with the `n - 1` ports after it free too, for a process that takes a block.
 ///
 /// The block is drawn from below the kernel's ephemeral range: a port in that range is also

@@ -3,9 +3,7 @@
 //! and the pages show the known values in Debian's headless Chromium (driven by Selenium from
 //! the venv), which saves a screenshot of each page.
 
-use std::net::TcpStream;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -57,14 +55,7 @@ impl Console {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the console did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cryptolake_testkit::wait_for_listener(port, "the console");
         Self {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -81,14 +81,7 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the scheduler did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cryptolake_testkit::wait_for_listener(port, "the scheduler");
         Self { child, port }
     }
 
