@@ -368,6 +368,37 @@ pub fn gold_trader_positions() -> TableLayout {
     }
 }
 
+/// `gold.alerts`: every firing of a price alert rule, recorded before it is delivered, with its
+/// delivery's state per channel (`delivered`, `failed`; null when the rule has no such
+/// channel). `alert_id` is the idempotency key deliveries carry.
+pub fn gold_alerts() -> TableLayout {
+    TableLayout {
+        namespace: "gold".into(),
+        name: "alerts".into(),
+        columns: vec![
+            req("alert_id", Str),
+            req("rule", Str),
+            req("symbol", Str),
+            req("source", Str),
+            req("condition", Str),
+            // The price, or the change in percent of a `change_pct` rule.
+            req("value", Decimal),
+            req("price", Decimal),
+            req("event_time", Timestamp),
+            req("fired_at", Timestamp),
+            // `pending` (recorded, not yet sent), `failed` (retried by the next run),
+            // `delivered`, or `no_channel`.
+            req("delivery_state", Str),
+            opt("sns_state", Str),
+            opt("webhook_state", Str),
+            req("attempts", Int),
+            opt("last_error", Str),
+            opt("delivered_at", Timestamp),
+        ],
+        partition: vec![part("event_time", Transform::Day, "event_day")],
+    }
+}
+
 fn symbol_day(time_column: &'static str) -> Vec<PartitionField> {
     vec![
         part("symbol", Transform::Identity, "symbol"),
@@ -470,6 +501,7 @@ pub fn all_layouts() -> Vec<TableLayout> {
         gold_candles_1h(),
         gold_market_snapshot(),
         gold_trader_positions(),
+        gold_alerts(),
     ]);
     all
 }

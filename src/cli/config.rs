@@ -7,6 +7,7 @@ use cryptolake_catalog::CatalogConfig;
 use cryptolake_cluster::process::{ClusterExecutorConfig, ClusterSchedulerConfig};
 use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::job::landing::Landing;
+use cryptolake_jobs::pipeline::alerts::rules::{AlertRule, AlertSpec, parse_rules};
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,10 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// A Ballista cluster: where jobs run (`url`) and how its processes start.
     pub cluster: ClusterConfig,
+    /// Price alert rules (`[[alert]]`): `run alerts` evaluates them, and `run all` when any
+    /// exist.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert: Vec<AlertSpec>,
 }
 
 /// `[cluster]`: jobs run on the cluster at `url` when it is set (or `--cluster` is given), in
@@ -198,6 +203,11 @@ impl Config {
     /// The Kafka settings: the `[kafka]` section, or seed 001's defaults without one.
     pub fn kafka(&self) -> KafkaConfig {
         self.kafka.clone().unwrap_or_default()
+    }
+
+    /// The `[[alert]]` rules, validated: a rule that does not is a usage error naming it.
+    pub fn alert_rules(&self) -> Result<Vec<AlertRule>, CliError> {
+        Ok(parse_rules(&self.alert)?)
     }
 
     pub fn job_settings(&self) -> JobSettings {
@@ -336,6 +346,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a section"), "{err}");
+    }
+
+    #[test]
+    fn alert_rules_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[[alert]]\nname = \"btc-above\"\nsymbol = \"BTC-USD\"\nwhen = \"price > 43000\"\n\
+             sns_topic_arn = \"arn:aws:sns:us-east-1:123456789012:alerts\"\n\
+             [[alert]]\nname = \"drop\"\nsymbol = \"*\"\nwhen = \"change_pct(1h) < -3\"\n\
+             webhook_url = \"https://hooks.example.com/crypto\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        let rules = config.alert_rules().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[1].spec.webhook_url.as_deref(),
+            Some("https://hooks.example.com/crypto")
+        );
+        std::fs::write(
+            &file,
+            "[[alert]]\nname = \"x\"\nsymbol = \"*\"\nwhen = \"price ~ 1\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file))
+            .unwrap()
+            .alert_rules()
+            .unwrap_err();
+        assert!(err.to_string().contains("\"x\": when"), "{err}");
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

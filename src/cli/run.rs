@@ -13,6 +13,7 @@ use cryptolake_jobs::maintenance::expire_snapshots::{ExpireOptions, ExpireSnapsh
 use cryptolake_jobs::maintenance::options::parse_duration;
 use cryptolake_jobs::maintenance::remove_orphans::{RemoveOrphans, RemoveOrphansOptions};
 use cryptolake_jobs::maintenance::rewrite_manifests::{RewriteManifests, RewriteManifestsOptions};
+use cryptolake_jobs::pipeline::alerts::Alerts;
 use cryptolake_jobs::pipeline::gold::Gold;
 use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
 use cryptolake_jobs::pipeline::ingest_kafka::IngestKafka;
@@ -34,6 +35,7 @@ pub enum JobName {
     IngestKafka,
     Silver,
     Gold,
+    Alerts,
     All,
     Compact,
     RewriteManifests,
@@ -43,11 +45,12 @@ pub enum JobName {
 }
 
 impl JobName {
-    const ALL: [JobName; 10] = [
+    const ALL: [JobName; 11] = [
         JobName::IngestFiles,
         JobName::IngestKafka,
         JobName::Silver,
         JobName::Gold,
+        JobName::Alerts,
         JobName::All,
         JobName::Compact,
         JobName::RewriteManifests,
@@ -89,7 +92,10 @@ pub enum RunJob {
     },
     /// New silver rows → gold candles, market snapshot, trader positions.
     Gold(CommonArgs),
-    /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, in order.
+    /// The [[alert]] rules on new silver quotes: firings → gold.alerts, then SNS and webhooks.
+    Alerts(CommonArgs),
+    /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, and alerts (with
+    /// [[alert]] rules), in order.
     All {
         #[command(flatten)]
         common: CommonArgs,
@@ -306,6 +312,7 @@ impl RunJob {
                 },
             ),
             R::Gold(common) => (JobName::Gold, RunOptions { common, ..d() }),
+            R::Alerts(common) => (JobName::Alerts, RunOptions { common, ..d() }),
             R::IngestKafka { common, kafka } => (
                 JobName::IngestKafka,
                 RunOptions {
@@ -509,13 +516,17 @@ pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), 
         .with_progress(bar.clone())
         .with_engine(engine(args, config)?);
     let jobs = match job {
-        JobName::All if config.kafka.is_some() => vec![
-            JobName::IngestFiles,
-            JobName::IngestKafka,
-            JobName::Silver,
-            JobName::Gold,
-        ],
-        JobName::All => vec![JobName::IngestFiles, JobName::Silver, JobName::Gold],
+        JobName::All => {
+            let mut all = vec![JobName::IngestFiles];
+            if config.kafka.is_some() {
+                all.push(JobName::IngestKafka);
+            }
+            all.extend([JobName::Silver, JobName::Gold]);
+            if !config.alert.is_empty() {
+                all.push(JobName::Alerts);
+            }
+            all
+        }
         JobName::Maintain => vec![
             JobName::Compact,
             JobName::RewriteManifests,
@@ -588,6 +599,10 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
             step(job, args.common.dry_run, bar).await?
         }
         JobName::Gold => step(Gold::new(ctx.clone()), args.common.dry_run, bar).await?,
+        JobName::Alerts => {
+            let job = Alerts::new(ctx.clone(), config.alert_rules()?);
+            step(job, args.common.dry_run, bar).await?
+        }
         JobName::Compact => {
             let options = CompactOptions {
                 target_size: args.common.target_file_size,
@@ -659,6 +674,7 @@ fn job_name(job: JobName) -> &'static str {
         JobName::IngestKafka => "ingest-kafka",
         JobName::Silver => "silver",
         JobName::Gold => "gold",
+        JobName::Alerts => "alerts",
         JobName::All => "all",
         JobName::Compact => "compact",
         JobName::RewriteManifests => "rewrite-manifests",

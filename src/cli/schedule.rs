@@ -91,6 +91,8 @@ fn config_error(e: cryptolake_scheduler::Error) -> CliError {
 /// The schedules are valid and name jobs `cryptolake run` knows.
 pub fn validate(config: &Config) -> Result<(), CliError> {
     validate_schedules(&config.schedule).map_err(config_error)?;
+    // The rules `run all` and `run alerts` evaluate: a bad one fails here, not at 3 a.m.
+    config.alert_rules()?;
     let jobs = super::run::job_names();
     if let Some(s) = config.schedule.iter().find(|s| !jobs.contains(&s.job)) {
         return Err(CliError::Config(format!(

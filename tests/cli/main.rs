@@ -2,6 +2,7 @@
 //! the local warehouse, moto's Glue and S3, and PyIceberg and DuckDB as independent readers.
 //! One test binary.
 
+mod alerts;
 mod bookmarks;
 mod cluster;
 mod common;

@@ -146,6 +146,10 @@ pub enum Error {
     /// its own) or could not be reached; running the job again may succeed.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// Alert deliveries failed (a channel down); the firings are recorded and the next run
+    /// retries them.
+    #[error("{0}")]
+    Delivery(String),
     /// One of our errors, raised in a task on a cluster executor: Ballista returns only its
     /// text, which carries the kind.
     #[error("{message}")]
@@ -171,7 +175,9 @@ impl Error {
             Error::Iceberg(e) => iceberg_kind(e),
             Error::DataFusion(e) => datafusion_kind(e),
             Error::Arrow(_) | Error::Internal(_) | Error::Bookmark(_) => ErrorKind::Internal,
-            Error::Io { .. } | Error::Kafka(_) | Error::Cluster(_) => ErrorKind::Transient,
+            Error::Io { .. } | Error::Kafka(_) | Error::Cluster(_) | Error::Delivery(_) => {
+                ErrorKind::Transient
+            }
             Error::TooManyBadRecords { .. } => ErrorKind::BadData,
             // Skipping deleted messages is the operator's decision (a flag).
             Error::Usage(_) | Error::OffsetsMissing { .. } => ErrorKind::Usage,
@@ -385,6 +391,7 @@ mod tests {
             (conflict, ErrorKind::Conflict),
             (Error::Kafka("refused".into()), ErrorKind::Transient),
             (Error::Cluster("executor lost".into()), ErrorKind::Transient),
+            (Error::Delivery("webhook down".into()), ErrorKind::Transient),
             (
                 Error::DataFusion(DataFusionError::Plan("no column x".into())),
                 ErrorKind::Usage,
