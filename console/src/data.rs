@@ -1,5 +1,5 @@
-//! What the console shows, read from the lake: candles, market snapshots, trader positions and
-//! the tables' state. Each reader loads the one table it needs at its current snapshot and
+//! What the console shows, read from the lake: candles, market snapshots, trader positions,
+//! alert firings and the tables' state. Each reader loads the one table it needs at its current snapshot and
 //! filters with DataFusion expressions, never with SQL text built from a request, so a query
 //! parameter can choose rows but never change the query. A table that does not exist yet reads
 //! as no rows (a new lake has no gold tables until `run gold`).
@@ -94,7 +94,7 @@ fn ident(namespace: &str, name: &str) -> TableIdent {
 }
 
 /// The table, or `None` when it does not exist yet.
-async fn table(lake: &Lake, namespace: &str, name: &str) -> Result<Option<Table>> {
+pub(crate) async fn table(lake: &Lake, namespace: &str, name: &str) -> Result<Option<Table>> {
     Ok(lake.table_if_exists(&ident(namespace, name)).await?)
 }
 
@@ -108,7 +108,7 @@ fn time_literal(t: DateTime<Utc>) -> datafusion::prelude::Expr {
 
 /// Reads the rows of `table` that `filter` keeps, ordered by `order` (ascending unless
 /// `descending`), at most `limit`.
-async fn read(
+pub(crate) async fn read(
     table: Table,
     filter: Option<datafusion::prelude::Expr>,
     order: &[(&str, bool)],
@@ -325,6 +325,63 @@ pub async fn positions(lake: &Lake, user: Option<&str>) -> Result<Vec<Position>>
     Ok(out)
 }
 
+/// One firing of `gold.alerts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub alert_id: String,
+    pub rule: String,
+    pub symbol: String,
+    pub source: String,
+    pub condition: String,
+    pub value: Box<RawValue>,
+    pub price: Box<RawValue>,
+    pub event_time: String,
+    pub fired_at: String,
+    pub delivery_state: String,
+    pub sns_state: Option<String>,
+    pub webhook_state: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<String>,
+}
+
+/// Firings one request returns at most.
+pub const MAX_ALERTS: usize = 1_000;
+
+/// The newest `limit` firings (of `rule`, when given), newest first.
+pub async fn alerts(lake: &Lake, rule: Option<&str>, limit: usize) -> Result<Vec<Alert>> {
+    let Some(table) = table(lake, "gold", "alerts").await? else {
+        return Ok(Vec::new());
+    };
+    let filter = rule.map(|r| col("rule").eq(lit(r.to_string())));
+    let order = [("event_time", true), ("rule", false)];
+    let batches = read(table, filter, &order, Some(limit.min(MAX_ALERTS))).await?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let row = Rows::new(batch);
+        for i in 0..batch.num_rows() {
+            out.push(Alert {
+                alert_id: row.text("alert_id", i)?.unwrap_or_default(),
+                rule: row.text("rule", i)?.unwrap_or_default(),
+                symbol: row.text("symbol", i)?.unwrap_or_default(),
+                source: row.text("source", i)?.unwrap_or_default(),
+                condition: row.text("condition", i)?.unwrap_or_default(),
+                value: row.number("value", i)?.unwrap_or_else(null),
+                price: row.number("price", i)?.unwrap_or_else(null),
+                event_time: row.time("event_time", i)?.unwrap_or_default(),
+                fired_at: row.time("fired_at", i)?.unwrap_or_default(),
+                delivery_state: row.text("delivery_state", i)?.unwrap_or_default(),
+                sns_state: row.text("sns_state", i)?,
+                webhook_state: row.text("webhook_state", i)?,
+                attempts: row.long("attempts", i)?.unwrap_or(0),
+                last_error: row.text("last_error", i)?,
+                delivered_at: row.time("delivered_at", i)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Typed access to a batch's columns by name; a column of another type than the table's layout
 /// says is an error naming it, not a panic.
 struct Rows<'a> {
@@ -407,6 +464,9 @@ impl<'a> Rows<'a> {
             DataType::Int64 => Ok(Some(
                 c.as_primitive::<arrow::datatypes::Int64Type>().value(i),
             )),
+            DataType::Int32 => Ok(Some(i64::from(
+                c.as_primitive::<arrow::datatypes::Int32Type>().value(i),
+            ))),
             _ => Err(Self::mismatch(name, c)),
         }
     }
@@ -465,6 +525,8 @@ pub struct SnapshotPoint {
     pub snapshot_id: i64,
     pub committed_at: String,
     pub operation: String,
+    /// The cryptolake job that committed it; `None` for another writer.
+    pub job: Option<String>,
     pub records: u64,
     pub files: u64,
     pub bytes: u64,
@@ -486,6 +548,7 @@ fn point(s: &iceberg::spec::Snapshot) -> SnapshotPoint {
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default(),
         operation: summary.operation.as_str().to_string(),
+        job: summary.additional_properties.get("cryptolake.job").cloned(),
         records: summary_number(summary, "total-records"),
         files: summary_number(summary, "total-data-files"),
         bytes: summary_number(summary, "total-files-size"),

@@ -7,7 +7,10 @@
 //!   `gold.candles_1m`/`_1h`, oldest first; without `from`, the newest `limit` (default 1,440).
 //! - `GET /v1/market-snapshot`: the newest `gold.market_snapshot`'s shares.
 //! - `GET /v1/positions[?user=U]`: the newest day's `gold.trader_positions`.
+//! - `GET /v1/alerts[?rule=R&limit=N]`: the newest firings of `gold.alerts` (default 100).
 //! - `GET /v1/tables`: every table's totals and snapshots.
+//! - `GET /v1/tables/{name}`: one table's totals and health ([`detail`]): `table check`'s
+//!   findings, small files, last maintenance, quarantine reasons.
 //! - `GET /v1/schedules`: every schedule's next fire time.
 //! - `GET /v1/runs[?job=J&limit=N]`, `GET /v1/runs/{id}`: run history (served here only when
 //!   the console runs without the daemon, whose API serves them otherwise).
@@ -18,6 +21,7 @@
 pub mod auth;
 pub mod chart;
 pub mod data;
+pub mod detail;
 pub mod metrics;
 pub mod pages;
 
@@ -155,7 +159,9 @@ pub fn router(state: ConsoleState, in_daemon: bool) -> Router {
         .route("/v1/candles", get(candles))
         .route("/v1/market-snapshot", get(market_snapshot))
         .route("/v1/positions", get(positions))
+        .route("/v1/alerts", get(alerts))
         .route("/v1/tables", get(tables))
+        .route("/v1/tables/{name}", get(table_detail))
         .route("/v1/schedules", get(schedules))
         .route("/metrics", get(scrape));
     if !in_daemon {
@@ -234,9 +240,32 @@ struct PositionsQuery {
     user: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+struct AlertsQuery {
+    rule: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn alerts(State(state): State<ConsoleState>, Query(q): Query<AlertsQuery>) -> Response {
+    match data::alerts(&state.lake, q.rule.as_deref(), q.limit.unwrap_or(100)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
 async fn positions(State(state): State<ConsoleState>, Query(q): Query<PositionsQuery>) -> Response {
     match data::positions(&state.lake, q.user.as_deref()).await {
         Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
+async fn table_detail(
+    State(state): State<ConsoleState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match detail::table_detail(&state, &name).await {
+        Ok(d) => Json(d).into_response(),
         Err(e) => e.json(),
     }
 }

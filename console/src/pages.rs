@@ -132,6 +132,7 @@ pub async fn markets(
     );
     body.push_str(&candle_table(&candles));
     body.push_str(&shares(&data::market_snapshot(&state.lake).await?));
+    body.push_str(&alerts(&data::alerts(&state.lake, None, 50).await?));
     body.push_str(&positions(&data::positions(&state.lake, None).await?));
     Ok(Html(page("Markets", "markets", &body)))
 }
@@ -245,6 +246,32 @@ fn positions(rows: &[data::Position]) -> String {
             raw(&r.buy_notional),
             raw(&r.sell_notional),
             r.trade_count
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+fn alerts(rows: &[data::Alert]) -> String {
+    let mut out = String::from(
+        "<h2>Alerts <span class=\"muted\">(newest first)</span></h2><table id=\"alerts\"><tr><th class=\"l\">event time</th>\
+<th class=\"l\">rule</th><th class=\"l\">symbol</th><th class=\"l\">condition</th><th>value</th><th>price</th>\
+<th class=\"l\">delivery</th><th>attempts</th><th class=\"l\">last error</th></tr>",
+    );
+    for r in rows {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td>\
+<td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            esc(&r.event_time),
+            esc(&r.rule),
+            esc(&r.symbol),
+            esc(&r.condition),
+            raw(&r.value),
+            raw(&r.price),
+            esc(&r.delivery_state),
+            r.attempts,
+            esc(r.last_error.as_deref().unwrap_or(""))
         );
     }
     out.push_str("</table>");
@@ -408,29 +435,35 @@ pub async fn table(
     State(state): State<ConsoleState>,
     Path(name): Path<String>,
 ) -> Result<Html<String>> {
-    let tables = data::tables(&state.lake).await?;
-    let t = tables
-        .iter()
-        .find(|t| t.table == name)
-        .ok_or_else(|| Error::NotFound(format!("no table {name}")))?;
+    let d = crate::detail::table_detail(&state, &name).await?;
+    let t = &d.info;
     let mut body = format!(
-        "<h1>{}</h1><p>{} records in {} files ({} bytes), {} snapshots kept.</p><div class=\"chart\" id=\"files-chart\">{}</div>\
-<h2>Snapshots</h2><table id=\"snapshots\"><tr><th>snapshot</th><th class=\"l\">committed</th><th class=\"l\">operation</th>\
-<th>records</th><th>files</th><th>bytes</th></tr>",
+        "<h1>{}</h1><p>{} records in {} files ({} bytes), {} snapshots kept.</p>",
         esc(&t.table),
         t.records,
         t.files,
         t.bytes,
         t.snapshots,
+    );
+    body.push_str(&health(&d));
+    let _ = write!(
+        body,
+        "<div class=\"chart\" id=\"files-chart\">{}</div>",
         chart::files_over_time(&t.history, &format!("{}: data files", t.table))?
+    );
+    body.push_str(&quarantine(&d.quarantine));
+    body.push_str(
+        "<h2>Snapshots</h2><table id=\"snapshots\"><tr><th>snapshot</th><th class=\"l\">committed</th><th class=\"l\">operation</th>\
+<th class=\"l\">job</th><th>records</th><th>files</th><th>bytes</th></tr>",
     );
     for s in t.history.iter().rev() {
         let _ = write!(
             body,
-            "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             s.snapshot_id,
             esc(&s.committed_at),
             esc(&s.operation),
+            esc(s.job.as_deref().unwrap_or("")),
             s.records,
             s.files,
             s.bytes
@@ -438,6 +471,69 @@ pub async fn table(
     }
     body.push_str("</table>");
     Ok(Html(page(&t.table, "tables", &body)))
+}
+
+/// Small files, last maintenance and `table check`'s findings.
+fn health(d: &crate::detail::TableDetail) -> String {
+    let small = match (d.small_files, d.small_file_share) {
+        (Some(n), Some(share)) => format!("{n} ({:.1} % of the live files)", share * 100.0),
+        _ => "not planned here".into(),
+    };
+    let maintenance = d.last_maintenance.as_ref().map_or_else(
+        || "none kept".to_string(),
+        |s| {
+            format!(
+                "{} at {} (snapshot {})",
+                s.job.as_deref().unwrap_or(&s.operation),
+                s.committed_at,
+                s.snapshot_id
+            )
+        },
+    );
+    let mut out = format!(
+        "<table id=\"health\"><tr><th class=\"l\">small files compaction would rewrite</th><td class=\"l\" id=\"small-files\">{}</td></tr>\
+<tr><th class=\"l\">last maintenance</th><td class=\"l\" id=\"last-maintenance\">{}</td></tr>\
+<tr><th class=\"l\">table check</th><td class=\"l\" id=\"check\">",
+        esc(&small),
+        esc(&maintenance)
+    );
+    if d.findings.is_empty() {
+        out.push_str("ok: Athena reads it as it is");
+    }
+    for f in &d.findings {
+        let severity = match f.severity {
+            cryptolake_catalog::check::Severity::Error => "error",
+            cryptolake_catalog::check::Severity::Warning => "warning",
+        };
+        let _ = write!(
+            out,
+            "<div class=\"finding\">{severity} {}: {}</div>",
+            esc(f.rule),
+            esc(&f.message)
+        );
+    }
+    out.push_str("</td></tr></table>");
+    out
+}
+
+fn quarantine(rows: &[crate::detail::ReasonCount]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Quarantine reasons</h2><table id=\"quarantine\"><tr><th class=\"l\">source</th><th class=\"l\">reason</th><th>records</th></tr>",
+    );
+    for r in rows {
+        let _ = write!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td></tr>",
+            esc(&r.source),
+            esc(&r.reason),
+            r.records
+        );
+    }
+    out.push_str("</table>");
+    out
 }
 
 #[cfg(test)]

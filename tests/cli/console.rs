@@ -83,7 +83,21 @@ fn screenshots() -> std::path::PathBuf {
 #[test]
 fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
     let p = Project::new();
-    let generated = p.generate(&["--minutes", "5", "--seed", "11", "--symbols", "3"]);
+    // A rule without a channel: it fires on each symbol's first quote, recorded only.
+    let mut config = std::fs::read_to_string(&p.config).unwrap();
+    config
+        .push_str("\n[[alert]]\nname = \"any-above-zero\"\nsymbol = \"*\"\nwhen = \"price > 0\"\n");
+    std::fs::write(&p.config, config).unwrap();
+    let generated = p.generate(&[
+        "--minutes",
+        "5",
+        "--seed",
+        "11",
+        "--symbols",
+        "3",
+        "--bad-rate",
+        "0.02",
+    ]);
     let port = free_port();
     let daemon = Daemon::start(&p, port, "");
     // The pipeline as one run through the API, so that the history knows its figures.
@@ -181,6 +195,26 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
         .as_u64()
         .unwrap();
     assert_eq!(found["position_rows"], positions.min(200));
+    // One firing per symbol, on the page as gold.alerts holds them.
+    let firings = p.sql("SELECT symbol, CAST(value AS VARCHAR) AS v FROM gold.alerts");
+    let symbols = p.sql("SELECT count(DISTINCT symbol) AS n FROM silver.quotes")[0]["n"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(firings.len() as u64, symbols);
+    assert_eq!(found["alerts"].as_array().unwrap().len() as u64, symbols);
+    // (Every symbol's first quote may share one event time: compare in symbol order.)
+    let mut shown: Vec<Vec<String>> = serde_json::from_value(found["alert_rows"].clone()).unwrap();
+    shown.sort_by(|a, b| a[2].cmp(&b[2]));
+    let mut firings = firings;
+    firings.sort_by(|a, b| a["symbol"].as_str().cmp(&b["symbol"].as_str()));
+    assert_eq!(shown.len(), firings.len(), "{found}");
+    for (row, firing) in shown.iter().zip(&firings) {
+        assert_eq!(row[1], "any-above-zero");
+        assert_eq!(row[2], firing["symbol"].as_str().unwrap());
+        assert_eq!(row[3], "price > 0");
+        assert_eq!(row[4], firing["v"].as_str().unwrap());
+        assert_eq!(row[6], "no_channel");
+    }
     let runs_row = found["runs_row"].as_array().unwrap();
     assert_eq!(runs_row[0], run_id.as_str());
     assert_eq!(runs_row[1], "all");
@@ -214,6 +248,46 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
     assert_eq!(found["tables_row"][2], candles.as_str());
     assert!(found["table_snapshots"].as_u64().unwrap() >= 1);
     assert_eq!(found["table_chart"], 1);
+    // silver.quotes' health: Athena reads it, and the quarantine's reasons are SQL's counts.
+    assert_eq!(found["detail_findings"], serde_json::json!([]));
+    assert!(
+        found["table_check"].as_str().unwrap().starts_with("ok"),
+        "{found}"
+    );
+    assert_eq!(found["detail_unknown"], 404);
+    let small = found["detail_small_files"].as_u64().unwrap();
+    assert!(
+        found["table_small_files"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{small} (")),
+        "{found}"
+    );
+    let reasons: Vec<(String, String, u64)> = p
+        .sql(
+            "SELECT source, reason, count(*) AS n FROM silver.quarantine GROUP BY source, reason \
+             ORDER BY n DESC, source, reason LIMIT 50",
+        )
+        .iter()
+        .map(|r| {
+            (
+                r["source"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+                r["n"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(!reasons.is_empty());
+    let served: Vec<(String, String, u64)> =
+        serde_json::from_value(found["detail_quarantine"].clone()).unwrap();
+    assert_eq!(served, reasons);
+    let shown: Vec<Vec<String>> =
+        serde_json::from_value(found["table_quarantine"].clone()).unwrap();
+    let shown: Vec<(String, String, u64)> = shown
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].parse().unwrap()))
+        .collect();
+    assert_eq!(shown, reasons);
     assert_eq!(found["after_logout"], "/login");
     metrics_agree(&found, &run[0]["summary"], &generated, &waiting, &p);
     for page in ["markets", "runs", "run", "tables", "table"] {

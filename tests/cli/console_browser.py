@@ -73,6 +73,12 @@ out["newest_two"] = [r["window_start"] for r in api("/v1/candles?symbol=BTC-USD&
 out["bad_interval"] = get("/v1/candles?symbol=BTC-USD&interval=5m", token)[0]
 out["unknown_symbol"] = api("/v1/candles?symbol=NOPE-USD")
 out["tables"] = {t["table"]: t["records"] for t in api("/v1/tables")}
+out["alerts"] = api("/v1/alerts")
+detail = api("/v1/tables/silver.quotes")
+out["detail_findings"] = detail["findings"]
+out["detail_quarantine"] = [[r["source"], r["reason"], r["records"]] for r in detail["quarantine"]]
+out["detail_small_files"] = detail["small_files"]
+out["detail_unknown"] = get("/v1/tables/silver.nope", token)[0]
 
 # The metrics, read by an independent parser.
 from prometheus_client.parser import text_string_to_metric_families
@@ -115,6 +121,7 @@ try:
     out["chart_bodies"] = len(driver.find_elements(By.CSS_SELECTOR, "#candle-chart svg rect"))
     out["snapshot_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#snapshot tr")) - 1
     out["position_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#positions tr")) - 1
+    out["alert_rows"] = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, "#alerts tr")][1:]
     driver.save_screenshot(f"{shots}/markets.png")
     driver.get(base + "/runs")
     row = driver.find_element(By.ID, f"run-{run_id}")
@@ -131,6 +138,9 @@ try:
     driver.get(base + "/tables/silver.quotes")
     out["table_snapshots"] = len(driver.find_elements(By.CSS_SELECTOR, "#snapshots tr")) - 1
     out["table_chart"] = len(driver.find_elements(By.CSS_SELECTOR, "#files-chart svg"))
+    out["table_check"] = driver.find_element(By.ID, "check").text
+    out["table_small_files"] = driver.find_element(By.ID, "small-files").text
+    out["table_quarantine"] = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, "#quarantine tr")][1:]
     driver.save_screenshot(f"{shots}/table.png")
     driver.get(base + "/logout")
     driver.get(base + "/runs")
