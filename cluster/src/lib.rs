@@ -5,6 +5,7 @@
 //! `engine`, which every job runs through.
 
 pub mod local;
+pub mod metrics;
 pub mod process;
 
 /// A cluster failure.

@@ -24,6 +24,8 @@ pub struct LocalClusterSpec {
     pub port: u16,
     /// Task slots per executor.
     pub concurrent_tasks: usize,
+    /// Prometheus `/metrics`: the scheduler on this port, executor `i` on `metrics_port + 1 + i`.
+    pub metrics_port: Option<u16>,
 }
 
 /// One background process.
@@ -153,12 +155,11 @@ pub fn up(spec: &LocalClusterSpec) -> Result<LocalCluster> {
 }
 
 fn start_all(spec: &LocalClusterSpec, cluster: &mut LocalCluster) -> Result<()> {
-    let scheduler = spawn(
-        spec,
-        "scheduler",
-        &["scheduler".into(), "--port".into(), spec.port.to_string()],
-        spec.port,
-    )?;
+    let mut args = vec!["scheduler".into(), "--port".into(), spec.port.to_string()];
+    if let Some(m) = spec.metrics_port {
+        args.extend(["--metrics-port".into(), m.to_string()]);
+    }
+    let scheduler = spawn(spec, "scheduler", &args, spec.port)?;
     cluster.processes.push(scheduler.clone());
     wait_for_port(&scheduler, Duration::from_secs(30))?;
     for i in 0..spec.executors {
@@ -177,7 +178,12 @@ fn start_all(spec: &LocalClusterSpec, cluster: &mut LocalCluster) -> Result<()> 
             "--work-dir",
             &work.to_string_lossy(),
         ]
-        .map(String::from);
+        .map(String::from)
+        .to_vec();
+        let mut args = args;
+        if let Some(m) = spec.metrics_port {
+            args.extend(["--metrics-port".into(), (m + 1 + i as u16).to_string()]);
+        }
         start_executor(spec, cluster, &format!("executor-{i}"), &args, port)?;
     }
     Ok(())

@@ -17,6 +17,7 @@ use cryptolake_jobs::engine::session_state;
 use iceberg::io::FileIO;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::{self, CountingClusterState};
 use crate::{Error, Result};
 
 /// How the scheduler hands out tasks.
@@ -44,6 +45,10 @@ pub struct ClusterSchedulerConfig {
     pub task_distribution: TaskDistribution,
     /// An executor silent for this long is considered lost.
     pub executor_timeout_secs: u64,
+    /// Serve Prometheus `/metrics` on this port of `bind_host` (every executor's task slots
+    /// and running tasks); none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for ClusterSchedulerConfig {
@@ -55,6 +60,7 @@ impl Default for ClusterSchedulerConfig {
             push_scheduling: true,
             task_distribution: TaskDistribution::RoundRobin,
             executor_timeout_secs: 60,
+            metrics_port: None,
         }
     }
 }
@@ -104,6 +110,10 @@ pub struct ClusterExecutorConfig {
     /// Seconds between heartbeats to the scheduler; must stay well under the scheduler's
     /// `executor_timeout_secs` (Ballista's default, 60, equals cryptolake's timeout).
     pub heartbeat_interval_secs: u64,
+    /// Serve Prometheus `/metrics` on this port of `bind_host` (task slots, memory); none when
+    /// absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for ClusterExecutorConfig {
@@ -121,6 +131,7 @@ impl Default for ClusterExecutorConfig {
             push_scheduling: true,
             client_ttl_secs: 300,
             heartbeat_interval_secs: 10,
+            metrics_port: None,
         }
     }
 }
@@ -154,6 +165,12 @@ impl ClusterExecutorConfig {
         }
         Ok(())
     }
+}
+
+fn metrics_address(host: &str, port: u16) -> Result<SocketAddr> {
+    format!("{host}:{port}")
+        .parse()
+        .map_err(|e| Error::Config(format!("metrics address {host}:{port}: {e}")))
 }
 
 fn policy(push: bool) -> TaskSchedulingPolicy {
@@ -199,6 +216,21 @@ pub async fn start_scheduler(config: &ClusterSchedulerConfig, file_io: FileIO) -
     let cluster = BallistaCluster::new_from_config(&ballista_config)
         .await
         .map_err(ballista)?;
+    // Ballista's own state, with the slots it binds per executor counted for /metrics.
+    let counting = Arc::new(CountingClusterState::new(cluster.cluster_state()));
+    let cluster = BallistaCluster::new(counting.clone(), cluster.job_state());
+    if let Some(port) = config.metrics_port {
+        let addr = metrics_address(&config.bind_host, port)?;
+        tokio::spawn(async move {
+            let render = move || {
+                let counting = counting.clone();
+                async move { counting.render().await }
+            };
+            if let Err(e) = metrics::serve(addr, render).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     start_server(cluster, config.address()?, Arc::new(ballista_config))
         .await
         .map_err(ballista)
@@ -230,6 +262,16 @@ pub async fn start_executor(config: &ClusterExecutorConfig, file_io: FileIO) -> 
         None => std::env::temp_dir().join(format!("cryptolake-executor-{}", config.port)),
     };
     std::fs::create_dir_all(&work_dir)?;
+    if let Some(port) = config.metrics_port {
+        let addr = metrics_address(&config.bind_host, port)?;
+        let slots = config.slots();
+        tokio::spawn(async move {
+            let render = move || async move { metrics::executor_metrics(slots) };
+            if let Err(e) = metrics::serve(addr, render).await {
+                tracing::error!(error = %e, "the metrics server stopped");
+            }
+        });
+    }
     let ballista_config = ExecutorProcessConfig {
         bind_host: config.bind_host.clone(),
         external_host: config

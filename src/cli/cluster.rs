@@ -40,6 +40,9 @@ pub struct SchedulerArgs {
     /// Let executors poll for tasks instead of pushing tasks to them.
     #[arg(long)]
     pub pull: bool,
+    /// Serve Prometheus /metrics on this port (overrides cluster.scheduler.metrics_port).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +77,9 @@ pub struct ExecutorArgs {
     /// Seconds a connection to another executor is kept for reuse (default 300).
     #[arg(long)]
     pub client_ttl: Option<u64>,
+    /// Serve Prometheus /metrics on this port (overrides cluster.executor.metrics_port).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +104,9 @@ pub struct UpArgs {
     /// Task slots per executor.
     #[arg(long, default_value_t = 2)]
     pub concurrent_tasks: usize,
+    /// Serve Prometheus /metrics: the scheduler on this port, executor i on PORT + 1 + i.
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -134,6 +143,7 @@ pub async fn run(
             c.port = args.port.unwrap_or(c.port);
             c.external_host = args.external_host.clone().or(c.external_host);
             c.push_scheduling &= !args.pull;
+            c.metrics_port = args.metrics_port.or(c.metrics_port);
             let lake = Lake::open(&config.catalog).await?;
             tokio::select! {
                 result = start_scheduler(&c, lake.file_io().clone()) => result.map_err(cluster_error),
@@ -187,6 +197,7 @@ fn executor_config(
     c.memory_pool_size = args.memory_pool_size.unwrap_or(c.memory_pool_size);
     c.push_scheduling &= !args.pull;
     c.client_ttl_secs = args.client_ttl.unwrap_or(c.client_ttl_secs);
+    c.metrics_port = args.metrics_port.or(c.metrics_port);
     Ok(c)
 }
 
@@ -198,6 +209,7 @@ fn up(args: &UpArgs, file: Option<&std::path::Path>, format: Format) -> Result<(
         executors: args.executors,
         port: args.port,
         concurrent_tasks: args.concurrent_tasks,
+        metrics_port: args.metrics_port,
     };
     let cluster = local::up(&spec).map_err(cluster_error)?;
     match format {

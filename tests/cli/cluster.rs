@@ -27,23 +27,31 @@ impl<'a> Cluster<'a> {
 
     /// `cluster up`, its processes started with `env` set.
     fn up_with(project: &'a Project, executors: u16, env: &[(&str, &str)]) -> Self {
+        Self::up_args(project, executors, env, &[])
+    }
+
+    /// `cluster up` with `args` added, its processes started with `env` set.
+    fn up_args(project: &'a Project, executors: u16, env: &[(&str, &str)], args: &[&str]) -> Self {
         let port = free_port_block(1 + 2 * executors);
         let state_dir = project.path().join("cluster-state");
+        let mut command = vec![
+            "cluster".to_string(),
+            "up".into(),
+            "--executors".into(),
+            executors.to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--concurrent-tasks".into(),
+            "2".into(),
+            "--state-dir".into(),
+            state_dir.to_string_lossy().into_owned(),
+            "--output".into(),
+            "json".into(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let out = project
-            .command(&[
-                "cluster",
-                "up",
-                "--executors",
-                &executors.to_string(),
-                "--port",
-                &port.to_string(),
-                "--concurrent-tasks",
-                "2",
-                "--state-dir",
-                &state_dir.to_string_lossy(),
-                "--output",
-                "json",
-            ])
+            .command(&command)
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -203,7 +211,8 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
         }
     }
     let before: Vec<_> = TABLES.iter().map(|t| checksum(&remote, t)).collect();
-    let cluster = Cluster::up(&remote, 2);
+    let metrics = free_port_block(3);
+    let cluster = Cluster::up_args(&remote, 2, &[], &["--metrics-port", &metrics.to_string()]);
 
     local.ok(&["run", "compact", "--target-size", "1048576"]);
     let summary = remote.json(&[
@@ -252,7 +261,7 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
         summary[0]["tables"].as_object().unwrap().len(),
         "{jobs:?}"
     );
-    let mut most_tasks = 0;
+    let (mut most_tasks, mut all_tasks) = (0, 0);
     for job in jobs {
         assert_eq!(job["status"], "Completed", "{job}");
         let id = job["job_id"].as_str().unwrap();
@@ -260,6 +269,7 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
         for stage in stages["stages"].as_array().unwrap() {
             let tasks = stage["tasks"].as_array().unwrap();
             assert!(tasks.iter().all(|t| t["status"] == "Successful"), "{stage}");
+            all_tasks += tasks.len();
             if stage["stage_plan"]
                 .as_str()
                 .unwrap_or("")
@@ -271,6 +281,53 @@ fn compaction_on_a_two_executor_cluster_equals_in_process_and_uses_both_executor
     }
     // silver.quotes: 3 groups (one per symbol) = 3 write tasks.
     assert_eq!(most_tasks, 3, "{jobs:?}");
+    cluster_metrics_agree(&cluster, metrics, all_tasks);
+}
+
+/// The scheduler's and executors' `/metrics`, parsed by prometheus_client, against the
+/// cluster's shape (two executors of two slots) and the tasks its REST API lists.
+fn cluster_metrics_agree(cluster: &Cluster<'_>, port: u16, tasks: usize) {
+    let scrape = |port: u16| crate::console::scrape(&format!("http://127.0.0.1:{port}"), None);
+    let samples = scrape(port);
+    let values = |name: &str| -> Vec<f64> {
+        samples
+            .iter()
+            .filter(|s| s.0 == name)
+            .map(|s| s.2)
+            .collect()
+    };
+    let executors = cluster.get("/api/executors");
+    let ids: Vec<&str> = executors
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(values("cryptolake_cluster_executors"), [2.0], "{samples:?}");
+    for id in &ids {
+        let of = |name: &str| -> Vec<f64> {
+            samples
+                .iter()
+                .filter(|s| s.0 == name && s.1["executor"] == *id)
+                .map(|s| s.2)
+                .collect()
+        };
+        assert_eq!(of("cryptolake_cluster_executor_task_slots"), [2.0], "{id}");
+        assert_eq!(
+            of("cryptolake_cluster_executor_running_tasks"),
+            [0.0],
+            "{id}"
+        );
+    }
+    // Every task the jobs ran was bound to one of the executors once.
+    let bound: f64 = values("cryptolake_cluster_tasks_bound_total").iter().sum();
+    assert_eq!(bound, tasks as f64, "{samples:?}");
+    for i in 0..2 {
+        let samples = scrape(port + 1 + i);
+        let value = |name: &str| samples.iter().find(|s| s.0 == name).map(|s| s.2);
+        assert_eq!(value("cryptolake_executor_task_slots"), Some(2.0));
+        assert!(value("cryptolake_executor_resident_memory_bytes").unwrap() > 1e6);
+    }
 }
 
 /// `gen` for `minutes` minutes from `start` with bad and duplicated records; returns the good
