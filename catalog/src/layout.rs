@@ -245,6 +245,9 @@ pub fn silver_quotes() -> TableLayout {
     ];
     columns.extend(DATE_COLUMNS.iter().cloned());
     columns.push(req("bronze_file", Str));
+    // The bronze row's `_record` (a landing file's record, a Kafka offset): what the console's
+    // lineage follows. Last and optional: schema evolution adds it to older tables.
+    columns.push(opt("bronze_record", Long));
     TableLayout {
         namespace: "silver".into(),
         name: "quotes".into(),
@@ -268,6 +271,7 @@ pub fn silver_trades() -> TableLayout {
     ];
     columns.extend(DATE_COLUMNS.iter().cloned());
     columns.push(req("bronze_file", Str));
+    columns.push(opt("bronze_record", Long));
     TableLayout {
         namespace: "silver".into(),
         name: "trades".into(),

@@ -260,7 +260,7 @@ fn append_small_files(p: &Project, appends: usize, rows: usize) {
     use std::sync::Arc;
 
     use arrow::array::{
-        ArrayRef, Date32Array, Decimal128Array, Int32Array, RecordBatch, StringArray,
+        ArrayRef, Date32Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray,
         TimestampMicrosecondArray,
     };
     use arrow::datatypes::{DataType, TimeUnit};
@@ -312,6 +312,7 @@ fn append_small_files(p: &Project, appends: usize, rows: usize) {
                         }
                         (_, DataType::Date32) => Arc::new(Date32Array::from(vec![20_454; rows])),
                         (_, DataType::Int32) => Arc::new(Int32Array::from(vec![1; rows])),
+                        (_, DataType::Int64) => Arc::new(Int64Array::from(ids.clone())),
                         (name, other) => panic!("no generator for {name}: {other}"),
                     }
                 })

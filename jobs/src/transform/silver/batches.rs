@@ -68,6 +68,7 @@ pub struct QuoteBatch {
     ingest: TimestampMicrosecondBuilder,
     dates: DateParts,
     file: StringBuilder,
+    record: Int64Builder,
     len: usize,
 }
 
@@ -82,11 +83,13 @@ impl QuoteBatch {
             ingest: TimestampMicrosecondBuilder::new(),
             dates: DateParts::default(),
             file: StringBuilder::new(),
+            record: Int64Builder::new(),
             len: 0,
         }
     }
 
-    pub fn push(&mut self, source: &str, q: &Quote, ingest_us: i64, file: &str) {
+    pub fn push(&mut self, source: &str, q: &Quote, ingest_us: i64, at: (&str, i64)) {
+        let (file, record) = at;
         self.source.append_value(source);
         self.symbol.append_value(&q.symbol);
         let values = [
@@ -105,6 +108,7 @@ impl QuoteBatch {
         self.ingest.append_value(ingest_us);
         self.dates.push(q.event_us);
         self.file.append_value(file);
+        self.record.append_value(record);
         self.len += 1;
     }
 }
@@ -128,6 +132,7 @@ impl RowBatch for QuoteBatch {
         cols.push(Arc::new(self.ingest.finish()));
         self.dates.finish(&mut cols);
         cols.push(Arc::new(self.file.finish()));
+        cols.push(Arc::new(self.record.finish()));
         self.len = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
@@ -144,6 +149,7 @@ pub struct TradeBatch {
     ingest: TimestampMicrosecondBuilder,
     dates: DateParts,
     file: StringBuilder,
+    record: Int64Builder,
     len: usize,
 }
 
@@ -158,11 +164,13 @@ impl TradeBatch {
             ingest: TimestampMicrosecondBuilder::new(),
             dates: DateParts::default(),
             file: StringBuilder::new(),
+            record: Int64Builder::new(),
             len: 0,
         }
     }
 
-    pub fn push(&mut self, source: &str, t: &Trade, ingest_us: i64, file: &str) {
+    pub fn push(&mut self, source: &str, t: &Trade, ingest_us: i64, at: (&str, i64)) {
+        let (file, record) = at;
         let values = [source, &t.trade_id, &t.user_id, &t.symbol, t.side];
         for (b, v) in self.strings.iter_mut().zip(values) {
             b.append_value(v);
@@ -173,6 +181,7 @@ impl TradeBatch {
         self.ingest.append_value(ingest_us);
         self.dates.push(t.event_us);
         self.file.append_value(file);
+        self.record.append_value(record);
         self.len += 1;
     }
 }
@@ -194,6 +203,7 @@ impl RowBatch for TradeBatch {
         cols.push(Arc::new(self.ingest.finish()));
         self.dates.finish(&mut cols);
         cols.push(Arc::new(self.file.finish()));
+        cols.push(Arc::new(self.record.finish()));
         self.len = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }

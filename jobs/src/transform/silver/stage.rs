@@ -190,13 +190,13 @@ pub fn widen(spec: &NormalizeSpec, batch: RecordBatch) -> Result<Vec<RecordBatch
                 let day = q.event_us.div_euclid(DAY_US) as i32;
                 let key = quote_fingerprint(&spec.source, &q.symbol, q.event_us);
                 head.push_keyed(key, day, &q.symbol);
-                quotes.push(&spec.source, q, ingest_us, f);
+                quotes.push(&spec.source, q, ingest_us, (f, record.value(row)));
             }
             RowOutcome::Trade(t) => {
                 let day = t.event_us.div_euclid(DAY_US) as i32;
                 let key = trade_fingerprint(&t.trade_id);
                 head.push_keyed(key, day, &t.symbol);
-                trades.push(&spec.source, t, ingest_us, f);
+                trades.push(&spec.source, t, ingest_us, (f, record.value(row)));
             }
             RowOutcome::Bad { reason, raw } => {
                 head.push_bad(&spec.source);
