@@ -201,6 +201,91 @@ pub fn files_over_time(history: &[SnapshotPoint], title: &str) -> Result<String>
     Ok(svg)
 }
 
+/// One run on the timeline: its job (a lane), its span and its state.
+#[derive(Debug, Clone)]
+pub struct RunSpan {
+    pub job: String,
+    pub start: DateTime<Utc>,
+    /// The end, or now for a run still going.
+    pub end: DateTime<Utc>,
+    pub state: String,
+}
+
+/// The colour of a run's state on the timeline.
+pub fn state_color(state: &str) -> RGBColor {
+    match state {
+        "SUCCEEDED" => UP,
+        "FAILED" | "TIMEOUT" => DOWN,
+        "RUNNING" | "STARTING" => VWAP,
+        _ => RGBColor(148, 163, 184),
+    }
+}
+
+/// The run history as a timeline: one lane per job, one bar per run from its start to its end,
+/// coloured by its state.
+pub fn runs_timeline(runs: &[RunSpan]) -> Result<String> {
+    let mut lanes: Vec<&str> = runs.iter().map(|r| r.job.as_str()).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    let mut svg = String::new();
+    {
+        let height = 80 + 36 * lanes.len().max(1) as u32;
+        let root = SVGBackend::with_string(&mut svg, (960, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let first = runs.iter().map(|r| r.start).min();
+        let last = runs.iter().map(|r| r.end).max();
+        let (Some(first), Some(last)) = (first, last) else {
+            root.titled("runs: none yet", ("sans-serif", 16))
+                .map_err(drawing)?;
+            root.present().map_err(drawing)?;
+            drop(root);
+            return Ok(svg);
+        };
+        let span = (last - first).max(Duration::seconds(1));
+        // A bar at least 0.4 % of the axis wide, so a run of a few milliseconds shows.
+        let least = span / 250;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("runs", ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(140)
+            .build_cartesian_2d(
+                first..first + span + least,
+                (0..lanes.len()).into_segmented(),
+            )
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .disable_y_mesh()
+            .label_style(("sans-serif", 13))
+            .y_label_formatter(&|y| match y {
+                SegmentValue::CenterOf(i) => {
+                    lanes.get(*i).map_or(String::new(), |l| (*l).to_string())
+                }
+                _ => String::new(),
+            })
+            .x_label_formatter(&|t| t.format("%m-%d %H:%M:%S").to_string())
+            .draw()
+            .map_err(drawing)?;
+        chart
+            .draw_series(runs.iter().map(|r| {
+                let lane = lanes.iter().position(|l| *l == r.job).unwrap_or(0);
+                let end = r.end.max(r.start + least);
+                Rectangle::new(
+                    [
+                        (r.start, SegmentValue::Exact(lane)),
+                        (end, SegmentValue::Exact(lane + 1)),
+                    ],
+                    state_color(&r.state).filled(),
+                )
+            }))
+            .map_err(drawing)?;
+        root.present().map_err(drawing)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

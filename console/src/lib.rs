@@ -1,4 +1,4 @@
-//! cryptolake's web console: read-only pages (Markets, Runs, Tables) and the `/v1/` read
+//! cryptolake's web console: read-only pages (Markets, Runs, Tables, Lineage) and the `/v1/` read
 //! endpoints they are built from, served by `cryptolake console` on its own or by the
 //! scheduler daemon beside its submission API.
 //!
@@ -11,6 +11,8 @@
 //! - `GET /v1/tables`: every table's totals and snapshots.
 //! - `GET /v1/tables/{name}`: one table's totals and health ([`detail`]): `table check`'s
 //!   findings, small files, last maintenance, quarantine reasons.
+//! - `GET /v1/lineage?source=S&file=F[&from=N&to=N&limit=N]`: what became of each bronze row
+//!   of a landing file or Kafka partition ([`lineage`]).
 //! - `GET /v1/schedules`: every schedule's next fire time.
 //! - `GET /v1/runs[?job=J&limit=N]`, `GET /v1/runs/{id}`: run history (served here only when
 //!   the console runs without the daemon, whose API serves them otherwise).
@@ -22,6 +24,7 @@ pub mod auth;
 pub mod chart;
 pub mod data;
 pub mod detail;
+pub mod lineage;
 pub mod metrics;
 pub mod pages;
 
@@ -156,6 +159,8 @@ pub fn router(state: ConsoleState, in_daemon: bool) -> Router {
         .route("/runs/{id}", get(pages::run))
         .route("/tables", get(pages::tables))
         .route("/tables/{name}", get(pages::table))
+        .route("/lineage", get(pages::lineage))
+        .route("/v1/lineage", get(lineage))
         .route("/v1/candles", get(candles))
         .route("/v1/market-snapshot", get(market_snapshot))
         .route("/v1/positions", get(positions))
@@ -266,6 +271,16 @@ async fn table_detail(
 ) -> Response {
     match detail::table_detail(&state, &name).await {
         Ok(d) => Json(d).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
+async fn lineage(
+    State(state): State<ConsoleState>,
+    Query(q): Query<lineage::LineageQuery>,
+) -> Response {
+    match lineage::lineage(&state.lake, &q).await {
+        Ok(l) => Json(l).into_response(),
         Err(e) => e.json(),
     }
 }

@@ -44,6 +44,7 @@ pub fn page(title: &str, active: &str, body: &str) -> String {
         ("markets", "Markets"),
         ("runs", "Runs"),
         ("tables", "Tables"),
+        ("lineage", "Lineage"),
     ]
     .iter()
     .map(|(path, name)| {
@@ -315,6 +316,11 @@ pub async fn runs(State(state): State<ConsoleState>) -> Result<Html<String>> {
         return Ok(Html(page("Runs", "runs", &body)));
     };
     let runs = history.list(None, false, 200).await?;
+    let _ = write!(
+        body,
+        "<div class=\"chart\" id=\"runs-chart\">{}</div>",
+        chart::runs_timeline(&timeline(&runs))?
+    );
     body.push_str(
         "<table id=\"runs\"><tr><th>id</th><th class=\"l\">job</th><th class=\"l\">trigger</th><th class=\"l\">state</th>\
 <th class=\"l\">started</th><th>duration</th><th>rows in</th><th>rows out</th><th>quarantined</th><th>attempt</th></tr>",
@@ -340,6 +346,27 @@ pub async fn runs(State(state): State<ConsoleState>) -> Result<Html<String>> {
     }
     body.push_str("</table>");
     Ok(Html(page("Runs", "runs", &body)))
+}
+
+/// The runs that started, as spans on the timeline (a running one ends now).
+fn timeline(runs: &[cryptolake_scheduler::history::Run]) -> Vec<chart::RunSpan> {
+    let at = |t: &str| {
+        DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
+    runs.iter()
+        .filter_map(|r| {
+            let start = at(r.started_at.as_deref()?)?;
+            let end = r.ended_at.as_deref().and_then(at).unwrap_or_else(Utc::now);
+            Some(chart::RunSpan {
+                job: r.job.clone(),
+                start,
+                end,
+                state: r.state.as_str().to_string(),
+            })
+        })
+        .collect()
 }
 
 fn schedules_table(fires: &[crate::NextFire]) -> String {
@@ -534,6 +561,67 @@ fn quarantine(rows: &[crate::detail::ReasonCount]) -> String {
     }
     out.push_str("</table>");
     out
+}
+
+/// `/lineage?source=S&file=F[&from=&to=]`: a form, and what became of each bronze row.
+pub async fn lineage(
+    State(state): State<ConsoleState>,
+    Query(q): Query<crate::lineage::LineageQuery>,
+) -> Result<Html<String>> {
+    let sources: Vec<String> = state
+        .lake
+        .list_tables()
+        .await?
+        .iter()
+        .filter(|t| t.namespace().to_url_string() == "bronze")
+        .map(|t| t.name().to_string())
+        .collect();
+    let options: String = sources
+        .iter()
+        .map(|s| {
+            let sel = if *s == q.source { " selected" } else { "" };
+            format!("<option{sel}>{}</option>", esc(s))
+        })
+        .collect();
+    let number = |n: Option<i64>| n.map_or(String::new(), |n| n.to_string());
+    let mut body = format!(
+        "<h1>Lineage</h1><p class=\"muted\">A landing file (its path under the landing zone, as bronze's <code>_file</code>: \
+<code>source/2026/...</code>) or a Kafka partition (<code>topic/partition</code>, records are offsets): what became of each of its bronze rows.</p>\
+<form class=\"pick\" method=\"get\" action=\"/lineage\"><select name=\"source\" id=\"source\">{options}</select>\
+<input name=\"file\" id=\"file\" placeholder=\"file\" size=\"60\" value=\"{}\">\
+<input name=\"from\" placeholder=\"from record\" value=\"{}\"><input name=\"to\" placeholder=\"to record\" value=\"{}\">\
+<button type=\"submit\" id=\"follow\">Follow</button></form>",
+        esc(&q.file),
+        number(q.from),
+        number(q.to)
+    );
+    if !q.source.is_empty() && !q.file.is_empty() {
+        let l = crate::lineage::lineage(&state.lake, &q).await?;
+        let _ = write!(
+            body,
+            "<p id=\"lineage-counts\">{} bronze rows: {} in silver, {} quarantined, {} duplicates, {} pending</p>\
+<table id=\"lineage\"><tr><th>record</th><th class=\"l\">outcome</th><th class=\"l\">silver row or reason</th><th class=\"l\">bronze row</th></tr>",
+            l.bronze_rows, l.silver, l.quarantined, l.duplicates, l.pending
+        );
+        for r in &l.rows {
+            let what = match (&r.table, &r.silver, &r.reason) {
+                (Some(t), Some(s), _) => format!("{t}: {s}"),
+                (_, _, Some(reason)) => reason.clone(),
+                _ if r.outcome == "duplicate" => "silver already had its key".into(),
+                _ => String::new(),
+            };
+            let _ = write!(
+                body,
+                "<tr id=\"record-{0}\"><td>{0}</td><td class=\"l\">{1}</td><td class=\"l\">{2}</td><td class=\"l\"><code>{3}</code></td></tr>",
+                r.record,
+                r.outcome,
+                esc(&what),
+                esc(&r.bronze)
+            );
+        }
+        body.push_str("</table>");
+    }
+    Ok(Html(page("Lineage", "lineage", &body)))
 }
 
 #[cfg(test)]

@@ -97,6 +97,8 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
         "3",
         "--bad-rate",
         "0.02",
+        "--dup-rate",
+        "0.05",
     ]);
     let port = free_port();
     let daemon = Daemon::start(&p, port, "");
@@ -137,6 +139,13 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
         "warehouse": p.path().join("lake/warehouse"),
     });
     let shots = screenshots();
+    // Lineage of coinbase_spot's largest landing file.
+    let file = p.sql(
+        "SELECT _file AS f, count(*) AS n FROM bronze.coinbase_spot GROUP BY _file ORDER BY n DESC, _file LIMIT 1",
+    )[0]["f"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let found: Value = serde_json::from_slice(&run_python(
         BROWSER,
         &[
@@ -145,9 +154,11 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
             &spec.to_string(),
             &shots.to_string_lossy(),
             &run_id,
+            &file,
         ],
     ))
     .unwrap();
+    lineage_agrees(&found, &p, &file);
 
     for (path, status) in found["without_token"].as_object().unwrap() {
         let expected = if path.starts_with("/v1/") { 401 } else { 303 };
@@ -234,6 +245,7 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
     assert_eq!(runs_row[7], total("rows_out").to_string().as_str());
     assert_eq!(runs_row[8], total("quarantined").to_string().as_str());
     assert_eq!(found["run_state"], "SUCCEEDED");
+    assert_eq!(found["timeline_succeeded"], 1, "{found}");
     let schedules = found["schedules"].as_array().unwrap();
     assert_eq!(
         schedules[..3],
@@ -290,13 +302,44 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
     assert_eq!(shown, reasons);
     assert_eq!(found["after_logout"], "/login");
     metrics_agree(&found, &run[0]["summary"], &generated, &waiting, &p);
-    for page in ["markets", "runs", "run", "tables", "table"] {
+    for page in ["markets", "runs", "run", "tables", "table", "lineage"] {
         let png = std::fs::read(shots.join(format!("{page}.png"))).unwrap();
         assert!(
             png.starts_with(b"\x89PNG") && png.len() > 10_000,
             "{page}.png"
         );
     }
+}
+
+/// The lineage of one landing file, served and shown, against SQL's counts of the same rows.
+fn lineage_agrees(found: &Value, p: &Project, file: &str) {
+    let count = |sql: &str| {
+        p.sql(&sql.replace("{file}", file))[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    let bronze = count("SELECT count(*) AS n FROM bronze.coinbase_spot WHERE _file = '{file}'");
+    let silver = count(
+        "SELECT count(*) AS n FROM silver.quotes WHERE source = 'coinbase_spot' AND bronze_file = '{file}'",
+    );
+    let quarantined = count(
+        "SELECT count(*) AS n FROM silver.quarantine WHERE source = 'coinbase_spot' AND file = '{file}'",
+    );
+    let l = &found["lineage"];
+    assert_eq!(l["bronze_rows"], bronze, "{l}");
+    assert_eq!(l["silver"], silver, "{l}");
+    assert_eq!(l["quarantined"], quarantined, "{l}");
+    assert_eq!(l["duplicates"], bronze - silver - quarantined, "{l}");
+    assert_eq!(l["pending"], 0, "{l}");
+    assert!(bronze > 0 && silver > 0, "{l}");
+    assert_eq!(
+        found["lineage_counts"],
+        format!(
+            "{bronze} bronze rows: {silver} in silver, {quarantined} quarantined, {} duplicates, 0 pending",
+            bronze - silver - quarantined
+        )
+    );
+    assert_eq!(found["lineage_rows"], bronze);
 }
 
 /// The scrape, read by prometheus_client's parser, against the run's summary, the generator's
@@ -419,4 +462,121 @@ fn the_console_without_a_daemon_needs_a_token_unless_asked_on_loopback() {
     assert_eq!(get("/tables"), "200");
     assert_eq!(get("/v1/candles"), "400");
     assert!(!p.path().join("lake/scheduler.db").exists());
+}
+
+/// `GET` of the console's `path` as JSON.
+fn get_json(base: &str, path: &str) -> Value {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail"])
+        .arg(format!("{base}{path}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "GET {path}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `(record, outcome, silver row or reason)` of a lineage answer.
+pub fn outcomes(lineage: &Value) -> Vec<(i64, String, String)> {
+    lineage["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let what = r["silver"].as_str().or(r["reason"].as_str()).unwrap_or("");
+            (
+                r["record"].as_i64().unwrap(),
+                r["outcome"].as_str().unwrap().to_string(),
+                what.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn lineage_follows_each_record_of_a_landing_file_to_silver_quarantine_or_its_duplicate() {
+    let p = Project::new();
+    let dir = p.path().join("lake/landing/coinbase_spot/2026/01/01");
+    std::fs::create_dir_all(&dir).unwrap();
+    let spot = |amount: &str, second: u32| {
+        format!(
+            r#"{{"data":{{"amount":"{amount}","base":"BTC","currency":"USD"}},"timestamp_utc":"2026-01-01T00:00:{second:02}Z"}}"#
+        )
+    };
+    // Record 2 repeats record 0's key; record 1 is not a number.
+    let a = [
+        spot("43000.50", 1),
+        spot("abc", 2),
+        spot("43000.50", 1),
+        spot("43010.00", 3),
+    ];
+    std::fs::write(dir.join("a.json"), a.join("\n") + "\n").unwrap();
+    p.ok(&["run", "all", "--max-bad-fraction", "1"]);
+    // b.json repeats a.json's record 3 in another file, and is not taken by silver yet.
+    std::fs::write(dir.join("b.json"), spot("43010.00", 3) + "\n").unwrap();
+    p.ok(&["run", "ingest-files"]);
+
+    let console = Console::start(&p);
+    let a = get_json(
+        &console.base,
+        "/v1/lineage?source=coinbase_spot&file=coinbase_spot/2026/01/01/a.json",
+    );
+    assert_eq!(
+        outcomes(&a),
+        [
+            (
+                0,
+                "silver".into(),
+                "BTC-USD 2026-01-01T00:00:01 price 43000.5000000000000000".into()
+            ),
+            (
+                1,
+                "quarantined".into(),
+                "amount: `abc` is not a decimal number".into()
+            ),
+            (2, "duplicate".into(), String::new()),
+            (
+                3,
+                "silver".into(),
+                "BTC-USD 2026-01-01T00:00:03 price 43010.0000000000000000".into()
+            ),
+        ],
+        "{a}"
+    );
+    assert_eq!(
+        (
+            &a["bronze_rows"],
+            &a["silver"],
+            &a["quarantined"],
+            &a["duplicates"],
+            &a["pending"]
+        ),
+        (&4.into(), &2.into(), &1.into(), &1.into(), &0.into())
+    );
+    assert!(
+        a["rows"][1]["bronze"].as_str().unwrap().contains("abc"),
+        "{a}"
+    );
+    let b = get_json(
+        &console.base,
+        "/v1/lineage?source=coinbase_spot&file=coinbase_spot/2026/01/01/b.json",
+    );
+    assert_eq!(outcomes(&b), [(0, "pending".into(), String::new())]);
+    p.ok(&["run", "silver", "--max-bad-fraction", "1"]);
+    let b = get_json(
+        &console.base,
+        "/v1/lineage?source=coinbase_spot&file=coinbase_spot/2026/01/01/b.json",
+    );
+    assert_eq!(outcomes(&b), [(0, "duplicate".into(), String::new())]);
+    // A range of records, and a source that is not a table.
+    let some = get_json(
+        &console.base,
+        "/v1/lineage?source=coinbase_spot&file=coinbase_spot/2026/01/01/a.json&from=1&to=2",
+    );
+    assert_eq!(some["bronze_rows"], 2);
+    let missing = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/v1/lineage?source=nope&file=x", console.base))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
 }

@@ -5,7 +5,8 @@
 import json, os, sys, urllib.error, urllib.request
 from decimal import Decimal
 
-base, token, spec, shots, run_id = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+base, token, spec, shots, run_id, lineage_file = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+from urllib.parse import quote
 os.makedirs(shots, exist_ok=True)
 out = {}
 
@@ -79,6 +80,8 @@ out["detail_findings"] = detail["findings"]
 out["detail_quarantine"] = [[r["source"], r["reason"], r["records"]] for r in detail["quarantine"]]
 out["detail_small_files"] = detail["small_files"]
 out["detail_unknown"] = get("/v1/tables/silver.nope", token)[0]
+lineage = api(f"/v1/lineage?source=coinbase_spot&file={quote(lineage_file)}")
+out["lineage"] = {k: lineage[k] for k in ["bronze_rows", "silver", "quarantined", "duplicates", "pending"]}
 
 # The metrics, read by an independent parser.
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,6 +130,8 @@ try:
     row = driver.find_element(By.ID, f"run-{run_id}")
     out["runs_row"] = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
     out["schedules"] = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "#schedules td")][:4]
+    # The timeline: one green bar per run that succeeded.
+    out["timeline_succeeded"] = len(driver.find_elements(By.CSS_SELECTOR, "#runs-chart svg rect[fill='#16A34A']"))
     driver.save_screenshot(f"{shots}/runs.png")
     driver.get(f"{base}/runs/{run_id}")
     out["run_state"] = driver.find_element(By.ID, "run-state").text
@@ -142,6 +147,10 @@ try:
     out["table_small_files"] = driver.find_element(By.ID, "small-files").text
     out["table_quarantine"] = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, "#quarantine tr")][1:]
     driver.save_screenshot(f"{shots}/table.png")
+    driver.get(f"{base}/lineage?source=coinbase_spot&file={quote(lineage_file)}")
+    out["lineage_counts"] = driver.find_element(By.ID, "lineage-counts").text
+    out["lineage_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#lineage tr")) - 1
+    driver.save_screenshot(f"{shots}/lineage.png")
     driver.get(base + "/logout")
     driver.get(base + "/runs")
     out["after_logout"] = driver.current_url.removeprefix(base).split("?")[0]

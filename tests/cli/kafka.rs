@@ -211,6 +211,35 @@ fn the_metrics_show_the_lag_of_every_partition_until_ingest_kafka_takes_it() {
         .map(|(_, _, v)| v)
         .collect();
     assert_eq!(up, [1.0]);
+
+    // Lineage of partition 0's offsets: message i is at offset i / 3; messages 0 and 30 are
+    // not JSON, 15 has no price; silver took the first 11, the 12th (message 33) waits.
+    p.ok(&["run", "silver", "--max-bad-fraction", "1"]);
+    p.ok(&["run", "ingest-kafka"]);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--fail"])
+        .arg(format!(
+            "{}/v1/lineage?source=coinbase_trades&file=coinbase-trades/0",
+            console.base
+        ))
+        .output()
+        .unwrap();
+    let lineage: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let outcomes = crate::console::outcomes(&lineage);
+    let kinds: Vec<(i64, &str)> = outcomes.iter().map(|(o, k, _)| (*o, k.as_str())).collect();
+    let mut expected: Vec<(i64, &str)> = (0..12).map(|o| (o, "silver")).collect();
+    for o in [0, 5, 10] {
+        expected[o as usize].1 = "quarantined";
+    }
+    expected[11].1 = "pending";
+    assert_eq!(kinds, expected, "{lineage}");
+    assert!(outcomes[5].2.contains("price"), "{lineage}");
+    assert!(
+        outcomes[1]
+            .2
+            .starts_with("trade t3: BTC-USD 2026-01-01T00:00:03 price 43003.25"),
+        "{lineage}"
+    );
 }
 
 #[test]
