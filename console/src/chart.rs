@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use plotters::prelude::*;
 
-use crate::data::{Candle, SnapshotPoint};
+use crate::data::{Candle, Share, SnapshotPoint};
 use crate::{Error, Result};
 
 const UP: RGBColor = RGBColor(22, 163, 74);
@@ -195,6 +195,78 @@ pub fn files_over_time(history: &[SnapshotPoint], title: &str) -> Result<String>
                     .iter()
                     .map(|(t, f)| Circle::new((*t, *f), 3, VWAP.filled())),
             )
+            .map_err(drawing)?;
+        root.present().map_err(drawing)?;
+    }
+    Ok(svg)
+}
+
+/// Line colours, one per asset in turn.
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(37, 99, 235),
+    RGBColor(234, 88, 12),
+    RGBColor(22, 163, 74),
+    RGBColor(147, 51, 234),
+    RGBColor(220, 38, 38),
+    RGBColor(100, 116, 139),
+];
+
+/// Dominance % per asset over time (seed 004's dashboard): one line per symbol.
+pub fn dominance_over_time(rows: &[Share], title: &str) -> Result<String> {
+    let mut lines: std::collections::BTreeMap<&str, Vec<(DateTime<Utc>, f64)>> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        if let (Some(t), Some(d)) = (time(&r.snapshot_time), r.dominance_pct) {
+            lines.entry(r.symbol.as_str()).or_default().push((t, d));
+        }
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(drawing)?;
+        let first = lines.values().flatten().map(|p| p.0).min();
+        let last = lines.values().flatten().map(|p| p.0).max();
+        let (Some(first), Some(last)) = (first, last) else {
+            root.titled(&format!("{title}: no snapshots"), ("sans-serif", 16))
+                .map_err(drawing)?;
+            root.present().map_err(drawing)?;
+            drop(root);
+            return Ok(svg);
+        };
+        let end = last.max(first + Duration::seconds(1));
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(24)
+            .y_label_area_size(50)
+            .build_cartesian_2d(first..end, 0.0..100.0)
+            .map_err(drawing)?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .y_labels(5)
+            .y_desc("dominance %")
+            .x_label_formatter(&|t| t.format("%m-%d %H:%M").to_string())
+            .draw()
+            .map_err(drawing)?;
+        for (i, (symbol, points)) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(drawing)?
+                .label(*symbol)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
             .map_err(drawing)?;
         root.present().map_err(drawing)?;
     }

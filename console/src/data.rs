@@ -325,6 +325,57 @@ pub async fn positions(lake: &Lake, user: Option<&str>) -> Result<Vec<Position>>
     Ok(out)
 }
 
+/// Market-snapshot rows one history request returns at most.
+pub const MAX_SHARES: usize = 10_000;
+
+/// One source's market snapshots over time, oldest first: the newest `limit` rows of
+/// `source`, by default the source that comes first in the newest snapshot.
+pub async fn share_history(lake: &Lake, source: Option<&str>, limit: usize) -> Result<Vec<Share>> {
+    let source = match source {
+        Some(s) => s.to_string(),
+        None => {
+            let mut newest: Vec<String> = market_snapshot(lake)
+                .await?
+                .into_iter()
+                .map(|s| s.source)
+                .collect();
+            newest.sort();
+            match newest.into_iter().next() {
+                Some(s) => s,
+                None => return Ok(Vec::new()),
+            }
+        }
+    };
+    let Some(table) = table(lake, "gold", "market_snapshot").await? else {
+        return Ok(Vec::new());
+    };
+    let batches = read(
+        table,
+        Some(col("source").eq(lit(source))),
+        &[("snapshot_time", true), ("symbol", false)],
+        Some(limit.min(MAX_SHARES)),
+    )
+    .await?;
+    let mut out = Vec::new();
+    for batch in &batches {
+        let row = Rows::new(batch);
+        for i in 0..batch.num_rows() {
+            out.push(Share {
+                snapshot_time: row.time("snapshot_time", i)?.unwrap_or_default(),
+                source: row.text("source", i)?.unwrap_or_default(),
+                symbol: row.text("symbol", i)?.unwrap_or_default(),
+                price: row.number("price", i)?,
+                market_cap: row.number("market_cap", i)?,
+                volume_24h: row.number("volume_24h", i)?,
+                dominance_pct: row.double("dominance_pct", i)?,
+                volume_pct: row.double("volume_pct", i)?,
+            });
+        }
+    }
+    out.reverse();
+    Ok(out)
+}
+
 /// One firing of `gold.alerts`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {

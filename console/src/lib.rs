@@ -6,6 +6,7 @@
 //! - `GET /v1/candles?symbol=S&interval=1m|1h[&from=RFC3339&to=RFC3339&limit=N]`: candles of
 //!   `gold.candles_1m`/`_1h`, oldest first; without `from`, the newest `limit` (default 1,440).
 //! - `GET /v1/market-snapshot`: the newest `gold.market_snapshot`'s shares.
+//! - `GET /v1/market-snapshot/history[?source=S&limit=N]`: one source's snapshots over time.
 //! - `GET /v1/positions[?user=U]`: the newest day's `gold.trader_positions`.
 //! - `GET /v1/alerts[?rule=R&limit=N]`: the newest firings of `gold.alerts` (default 100).
 //! - `GET /v1/tables`: every table's totals and snapshots.
@@ -163,6 +164,7 @@ pub fn router(state: ConsoleState, in_daemon: bool) -> Router {
         .route("/v1/lineage", get(lineage))
         .route("/v1/candles", get(candles))
         .route("/v1/market-snapshot", get(market_snapshot))
+        .route("/v1/market-snapshot/history", get(share_history))
         .route("/v1/positions", get(positions))
         .route("/v1/alerts", get(alerts))
         .route("/v1/tables", get(tables))
@@ -253,6 +255,23 @@ struct AlertsQuery {
 
 async fn alerts(State(state): State<ConsoleState>, Query(q): Query<AlertsQuery>) -> Response {
     match data::alerts(&state.lake, q.rule.as_deref(), q.limit.unwrap_or(100)).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    source: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn share_history(
+    State(state): State<ConsoleState>,
+    Query(q): Query<HistoryQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(data::MAX_SHARES);
+    match data::share_history(&state.lake, q.source.as_deref(), limit).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.json(),
     }

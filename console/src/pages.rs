@@ -133,6 +133,13 @@ pub async fn markets(
     );
     body.push_str(&candle_table(&candles));
     body.push_str(&shares(&data::market_snapshot(&state.lake).await?));
+    let history = data::share_history(&state.lake, None, 2_000).await?;
+    let source = history.first().map_or("", |s| s.source.as_str());
+    let _ = write!(
+        body,
+        "<div class=\"chart\" id=\"dominance-chart\">{}</div>",
+        chart::dominance_over_time(&history, &format!("dominance over time ({source})"))?
+    );
     body.push_str(&alerts(&data::alerts(&state.lake, None, 50).await?));
     body.push_str(&positions(&data::positions(&state.lake, None).await?));
     Ok(Html(page("Markets", "markets", &body)))

@@ -199,6 +199,19 @@ fn the_console_shows_the_lake_in_a_browser_and_nothing_without_the_token() {
         .unwrap();
     assert!(snapshot_rows > 0);
     assert_eq!(found["snapshot_rows"], snapshot_rows);
+    // The dominance history of the first source: every snapshot of it, one line per asset
+    // (and its legend entry).
+    let source = found["history_source"].as_str().unwrap();
+    let history = p.sql(&format!(
+        "SELECT count(*) AS n, count(DISTINCT symbol) AS s FROM gold.market_snapshot WHERE source = '{source}'"
+    ));
+    assert_eq!(found["history_rows"], history[0]["n"], "{found}");
+    assert_eq!(found["history_symbols"], history[0]["s"], "{found}");
+    assert_eq!(
+        found["dominance_lines"].as_u64().unwrap(),
+        2 * history[0]["s"].as_u64().unwrap(),
+        "{found}"
+    );
     let positions = p.sql(
         "SELECT count(*) AS n FROM gold.trader_positions \
          WHERE day = (SELECT max(day) FROM gold.trader_positions)",

@@ -75,6 +75,10 @@ out["bad_interval"] = get("/v1/candles?symbol=BTC-USD&interval=5m", token)[0]
 out["unknown_symbol"] = api("/v1/candles?symbol=NOPE-USD")
 out["tables"] = {t["table"]: t["records"] for t in api("/v1/tables")}
 out["alerts"] = api("/v1/alerts")
+history = api("/v1/market-snapshot/history")
+out["history_source"] = history[0]["source"] if history else None
+out["history_rows"] = len(history)
+out["history_symbols"] = len({r["symbol"] for r in history})
 detail = api("/v1/tables/silver.quotes")
 out["detail_findings"] = detail["findings"]
 out["detail_quarantine"] = [[r["source"], r["reason"], r["records"]] for r in detail["quarantine"]]
@@ -123,6 +127,10 @@ try:
     out["markets_expected"] = [first] + [minutes[0][c] for c in ["open", "high", "low", "close", "volume", "vwap"]] + [str(minutes[0]["quote_count"]), str(minutes[0]["trade_count"])]
     out["chart_bodies"] = len(driver.find_elements(By.CSS_SELECTOR, "#candle-chart svg rect"))
     out["snapshot_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#snapshot tr")) - 1
+    # The asset lines and their legend entries: the polylines in the palette's colours (the
+    # axes and ticks are polylines too, in black).
+    palette = {"#2563EB", "#EA580C", "#16A34A", "#9333EA", "#DC2626", "#64748B"}
+    out["dominance_lines"] = sum(1 for e in driver.find_elements(By.CSS_SELECTOR, "#dominance-chart svg polyline") if e.get_attribute("stroke") in palette)
     out["position_rows"] = len(driver.find_elements(By.CSS_SELECTOR, "#positions tr")) - 1
     out["alert_rows"] = [[td.text for td in tr.find_elements(By.TAG_NAME, "td")] for tr in driver.find_elements(By.CSS_SELECTOR, "#alerts tr")][1:]
     driver.save_screenshot(f"{shots}/markets.png")

@@ -47,12 +47,13 @@ async fn fixture() -> Fixture {
              arrow_cast(TIMESTAMP '2026-01-0{d} 00:00:00', 'Timestamp(Microsecond, None)') AS event_time, \
              arrow_cast(TIMESTAMP '2026-01-05 00:00:00', 'Timestamp(Microsecond, None)') AS ingest_time, \
              DATE '2026-01-0{d}' AS date, 2026 AS year, 1 AS month, {d} AS day, 0 AS hour, \
-             'f' AS bronze_file \
+             'f' AS bronze_file, arrow_cast({i}, 'Int64') AS bronze_record \
              UNION ALL SELECT 'gen', 'T{i}b', 'u2', 'BTC-USD', 'sell', \
              arrow_cast(2, 'Decimal128(38, 16)'), arrow_cast(101, 'Decimal128(38, 16)'), \
              arrow_cast(TIMESTAMP '2026-01-0{d} 00:01:00', 'Timestamp(Microsecond, None)'), \
              arrow_cast(TIMESTAMP '2026-01-05 00:00:00', 'Timestamp(Microsecond, None)'), \
-             DATE '2026-01-0{d}', 2026 AS y, 1 AS m, {d} AS dd, 0 AS h, 'f' AS bf",
+             DATE '2026-01-0{d}', 2026 AS y, 1 AS m, {d} AS dd, 0 AS h, 'f' AS bf, \
+             arrow_cast({i} + 10, 'Int64') AS br",
             d = i + 1
         );
         let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
