@@ -248,23 +248,7 @@ pub async fn market_snapshot(lake: &Lake) -> Result<Vec<Share>> {
         None,
     )
     .await?;
-    let mut out = Vec::new();
-    for batch in &batches {
-        let row = Rows::new(batch);
-        for i in 0..batch.num_rows() {
-            out.push(Share {
-                snapshot_time: row.time("snapshot_time", i)?.unwrap_or_default(),
-                source: row.text("source", i)?.unwrap_or_default(),
-                symbol: row.text("symbol", i)?.unwrap_or_default(),
-                price: row.number("price", i)?,
-                market_cap: row.number("market_cap", i)?,
-                volume_24h: row.number("volume_24h", i)?,
-                dominance_pct: row.double("dominance_pct", i)?,
-                volume_pct: row.double("volume_pct", i)?,
-            });
-        }
-    }
-    Ok(out)
+    shares_of(&batches)
 }
 
 /// A row of `gold.trader_positions`.
@@ -325,6 +309,27 @@ pub async fn positions(lake: &Lake, user: Option<&str>) -> Result<Vec<Position>>
     Ok(out)
 }
 
+/// Rows of `gold.market_snapshot` as shares.
+fn shares_of(batches: &[RecordBatch]) -> Result<Vec<Share>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let row = Rows::new(batch);
+        for i in 0..batch.num_rows() {
+            out.push(Share {
+                snapshot_time: row.time("snapshot_time", i)?.unwrap_or_default(),
+                source: row.text("source", i)?.unwrap_or_default(),
+                symbol: row.text("symbol", i)?.unwrap_or_default(),
+                price: row.number("price", i)?,
+                market_cap: row.number("market_cap", i)?,
+                volume_24h: row.number("volume_24h", i)?,
+                dominance_pct: row.double("dominance_pct", i)?,
+                volume_pct: row.double("volume_pct", i)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Market-snapshot rows one history request returns at most.
 pub const MAX_SHARES: usize = 10_000;
 
@@ -356,22 +361,7 @@ pub async fn share_history(lake: &Lake, source: Option<&str>, limit: usize) -> R
         Some(limit.min(MAX_SHARES)),
     )
     .await?;
-    let mut out = Vec::new();
-    for batch in &batches {
-        let row = Rows::new(batch);
-        for i in 0..batch.num_rows() {
-            out.push(Share {
-                snapshot_time: row.time("snapshot_time", i)?.unwrap_or_default(),
-                source: row.text("source", i)?.unwrap_or_default(),
-                symbol: row.text("symbol", i)?.unwrap_or_default(),
-                price: row.number("price", i)?,
-                market_cap: row.number("market_cap", i)?,
-                volume_24h: row.number("volume_24h", i)?,
-                dominance_pct: row.double("dominance_pct", i)?,
-                volume_pct: row.double("volume_pct", i)?,
-            });
-        }
-    }
+    let mut out = shares_of(&batches)?;
     out.reverse();
     Ok(out)
 }
