@@ -35,14 +35,15 @@ fi
 [ "$what" = build ] && exit 0
 
 # Pinned independent readers (stand-ins for Athena): PyIceberg (the s3fs extra is left out: it
-# breaks boto3; the glue extra is its Glue catalog) and DuckDB with its Iceberg, Avro and httpfs
+# breaks boto3; the glue extra is its Glue catalog; pyiceberg-core lets it write partitioned
+# tables, as a neighbour writer in the tests) and DuckDB with its Iceberg, Avro and httpfs
 # extensions from PyPI (loaded by path, offline);
 # moto's server, the local S3 (and Glue) the tests start; and kafka-python, the independent
 # Kafka producer and consumer of the ingest-kafka tests; kubernetes-validate, which checks
 # docker/k8s/ against the Kubernetes schemas; Selenium, which drives Debian's Chromium through
 # the console's pages (with Debian's chromedriver: nothing is downloaded at test time);
 # prometheus-client, whose parser reads the /metrics scrape independently.
-REQS="pyiceberg[glue,sql-sqlite,pyarrow]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0 selenium==4.45.0 prometheus-client==0.26.0"
+REQS="pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0 selenium==4.45.0 prometheus-client==0.26.0"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"

@@ -111,6 +111,11 @@ pub const LANDING_SOURCES: [&str; 6] = [
     "trades",
 ];
 
+/// Landing sources `ingest-files` takes into bronze that silver's quotes and trades do not
+/// read: Alpaca's market trades (no user, so not silver.trades) and CoinAPI's asset icons
+/// (silver.assets reads them).
+pub const REFERENCE_SOURCES: [&str; 2] = ["alpaca_trades", "coinapi_icons"];
+
 /// Metadata columns every bronze table ends with.
 pub const BRONZE_META: [Column; 4] = [
     opt("_raw", Str),
@@ -172,6 +177,15 @@ pub fn bronze_source_fields(source: &str) -> Option<&'static [&'static str]> {
             "bid_size",
             "timestamp",
         ],
+        "alpaca_trades" => &[
+            "symbol",
+            "trade_id",
+            "price",
+            "size",
+            "timestamp",
+            "taker_side",
+        ],
+        "coinapi_icons" => &["asset_id", "url", "exchange_id"],
         "trades" => &[
             "trade_id",
             "user_id",
@@ -199,14 +213,27 @@ pub const KAFKA_META: [Column; 5] = [
 /// `bronze.<name>` for a Kafka topic whose values carry `format`'s fields (a landing source's):
 /// the landing layout's columns, then [`KAFKA_META`]; partitioned by ingest day.
 pub fn kafka_bronze(name: &str, format: &str) -> Result<TableLayout> {
-    let mut layout = bronze(format)?;
+    let mut layout = bronze_columns(format)?;
     layout.name = name.into();
     layout.columns.extend(KAFKA_META.iter().cloned());
+    layout.columns.push(EXTRA);
     Ok(layout)
 }
 
-/// `bronze.<source>`: source fields as text plus ingest metadata, partitioned by ingest day.
+/// The last column of every bronze table: the fields a record carried that no column names,
+/// as a JSON object with their values exactly as received (`{"venue":"x"}`), null when none.
+/// Last, so a table created before it gains it by schema evolution in the same place.
+pub const EXTRA: Column = opt("_extra", Str);
+
+/// `bronze.<source>`: source fields as text plus ingest metadata and [`EXTRA`], partitioned by
+/// ingest day.
 pub fn bronze(source: &str) -> Result<TableLayout> {
+    let mut layout = bronze_columns(source)?;
+    layout.columns.push(EXTRA);
+    Ok(layout)
+}
+
+fn bronze_columns(source: &str) -> Result<TableLayout> {
     let fields = bronze_source_fields(source)
         .ok_or_else(|| Error::invalid(format!("unknown landing source `{source}`")))?;
     let mut columns: Vec<Column> = fields.iter().map(|f| opt(f, Str)).collect();
@@ -277,6 +304,30 @@ pub fn silver_trades() -> TableLayout {
         name: "trades".into(),
         columns,
         partition: symbol_day("event_time"),
+    }
+}
+
+/// `silver.assets` (seed 001's `crypto_assets`): one row per asset from CoinCap's assets with
+/// CoinAPI's icon, upserted by `run assets`. With history (SCD type 2) an asset has a row per
+/// version, `valid_to` set on all but the current one; without, `valid_to` is always null.
+pub fn silver_assets() -> TableLayout {
+    TableLayout {
+        namespace: "silver".into(),
+        name: "assets".into(),
+        columns: vec![
+            req("id", Str),
+            opt("symbol", Str),
+            opt("name", Str),
+            opt("rank", Int),
+            opt("supply", Decimal),
+            opt("max_supply", Decimal),
+            opt("market_cap_usd", Decimal),
+            opt("icon_url", Str),
+            req("updated_at", Timestamp),
+            req("valid_from", Timestamp),
+            opt("valid_to", Timestamp),
+        ],
+        partition: vec![],
     }
 }
 
@@ -495,11 +546,13 @@ impl TableLayout {
 pub fn all_layouts() -> Vec<TableLayout> {
     let mut all: Vec<TableLayout> = LANDING_SOURCES
         .iter()
+        .chain(REFERENCE_SOURCES.iter())
         .map(|s| bronze(s).expect("known source"))
         .collect();
     all.extend([
         silver_quotes(),
         silver_trades(),
+        silver_assets(),
         silver_quarantine(),
         gold_candles_1m(),
         gold_candles_1h(),
@@ -564,10 +617,11 @@ mod tests {
     #[test]
     fn unknown_source_is_an_error() {
         assert!(bronze("nope").is_err());
-        assert_eq!(bronze("trades").unwrap().columns.len(), 7 + 4);
+        assert_eq!(bronze("trades").unwrap().columns.len(), 7 + 4 + 1);
         let kafka = kafka_bronze("coinbase_trades", "trades").unwrap();
         assert_eq!(kafka.ident().to_string(), "bronze.coinbase_trades");
-        assert_eq!(kafka.columns.len(), 7 + 4 + 5);
+        assert_eq!(kafka.columns.len(), 7 + 4 + 5 + 1);
+        assert_eq!(kafka.columns.last().unwrap().name, "_extra");
         assert!(kafka_bronze("x", "nope").is_err());
     }
 }

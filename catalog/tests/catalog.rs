@@ -385,7 +385,7 @@ async fn tables_are_listed_and_created_once(#[case] catalog: Catalog) {
         .iter()
         .map(|i| i.to_string())
         .collect();
-    assert_eq!(names.len(), 14);
+    assert_eq!(names.len(), 17);
     assert_eq!(names[0], "bronze.alpaca_quotes");
     assert!(names.contains(&"gold.candles_1m".to_string()));
     let err = h

@@ -251,6 +251,43 @@ pub async fn market_snapshot(lake: &Lake) -> Result<Vec<Share>> {
     shares_of(&batches)
 }
 
+/// An asset's current row in `silver.assets` (`GET /v1/assets`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Asset {
+    pub id: String,
+    pub symbol: Option<String>,
+    pub name: Option<String>,
+    pub rank: Option<i64>,
+    pub market_cap_usd: Option<Box<RawValue>>,
+    pub icon_url: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+/// The assets dimension's current rows (`valid_to` null), by rank.
+pub async fn assets(lake: &Lake) -> Result<Vec<Asset>> {
+    let Some(table) = table(lake, "silver", "assets").await? else {
+        return Ok(Vec::new());
+    };
+    let filter = col("valid_to").is_null();
+    let batches = read(table, Some(filter), &[("rank", false), ("id", false)], None).await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let rows = Rows::new(b);
+        for i in 0..b.num_rows() {
+            out.push(Asset {
+                id: rows.text("id", i)?.unwrap_or_default(),
+                symbol: rows.text("symbol", i)?,
+                name: rows.text("name", i)?,
+                rank: rows.long("rank", i)?,
+                market_cap_usd: rows.number("market_cap_usd", i)?,
+                icon_url: rows.text("icon_url", i)?,
+                updated_at: rows.time("updated_at", i)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// A row of `gold.trader_positions`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Position {

@@ -164,6 +164,7 @@ pub fn router(state: ConsoleState, in_daemon: bool) -> Router {
         .route("/v1/lineage", get(lineage))
         .route("/v1/candles", get(candles))
         .route("/v1/market-snapshot", get(market_snapshot))
+        .route("/v1/assets", get(assets))
         .route("/v1/market-snapshot/history", get(share_history))
         .route("/v1/positions", get(positions))
         .route("/v1/alerts", get(alerts))
@@ -237,6 +238,13 @@ async fn scrape(State(state): State<ConsoleState>) -> Response {
 
 async fn market_snapshot(State(state): State<ConsoleState>) -> Response {
     match data::market_snapshot(&state.lake).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.json(),
+    }
+}
+
+async fn assets(State(state): State<ConsoleState>) -> Response {
+    match data::assets(&state.lake).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.json(),
     }

@@ -133,6 +133,7 @@ pub async fn markets(
     );
     body.push_str(&candle_table(&candles));
     body.push_str(&shares(&data::market_snapshot(&state.lake).await?));
+    body.push_str(&assets(&data::assets(&state.lake).await?));
     let history = data::share_history(&state.lake, None, 2_000).await?;
     let source = history.first().map_or("", |s| s.source.as_str());
     let _ = write!(
@@ -229,6 +230,42 @@ fn shares(rows: &[data::Share]) -> String {
             bar(r.dominance_pct),
             pct(r.volume_pct),
             bar(r.volume_pct)
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The assets dimension with each asset's icon (seed 001's dashboard); nothing before the
+/// first `run assets`.
+fn assets(rows: &[data::Asset]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Assets</h2><table id=\"assets\"><tr><th></th><th class=\"l\">symbol</th>\
+<th class=\"l\">name</th><th>rank</th><th>market cap</th><th class=\"l\">updated</th></tr>",
+    );
+    for r in rows {
+        // Only an http(s) URL becomes an image source.
+        let icon = r
+            .icon_url
+            .as_deref()
+            .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .map_or(String::new(), |u| {
+                format!(
+                    "<img class=\"icon\" src=\"{}\" alt=\"\" width=\"16\" height=\"16\">",
+                    esc(u)
+                )
+            });
+        let _ = write!(
+            out,
+            "<tr><td>{icon}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            esc(r.symbol.as_deref().unwrap_or("")),
+            esc(r.name.as_deref().unwrap_or("")),
+            r.rank.map_or(String::new(), |v| v.to_string()),
+            opt_raw(r.market_cap_usd.as_deref()),
+            esc(r.updated_at.as_deref().unwrap_or(""))
         );
     }
     out.push_str("</table>");

@@ -12,6 +12,7 @@ use cryptolake_catalog::{Error as CatalogError, Lake};
 use cryptolake_jobs::engine::lake::session_with_lake;
 use cryptolake_jobs::generate::{GenOptions, generate};
 use cryptolake_jobs::maintenance::compact::{Compact, CompactOptions};
+use cryptolake_jobs::pipeline::assets::Assets;
 use cryptolake_jobs::pipeline::gold::Gold;
 use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
 use cryptolake_jobs::pipeline::silver::Silver;
@@ -141,6 +142,59 @@ async fn bronze_appended_between_silver_plan_and_execute_waits_for_the_next_run(
     let next = Silver::new(e.ctx.clone());
     next.execute(next.plan().await.unwrap()).await.unwrap();
     assert_eq!(count(&e.ctx.lake, "silver.quotes").await, 2 * per_minute);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assets_upsert_that_lost_the_race_changes_nothing_and_its_rerun_loses_nothing() {
+    let e = env(1).await;
+    let ingest = IngestFiles::new(e.ctx.clone());
+    ingest.execute(ingest.plan().await.unwrap()).await.unwrap();
+    let stale = Assets::new(e.ctx.clone()).plan().await.unwrap();
+    let other = Assets::new(e.ctx.clone());
+    let first = other.execute(other.plan().await.unwrap()).await.unwrap();
+    assert_eq!(first.tables["silver.assets"].rows_out, 4);
+    assert_eq!(count(&e.ctx.lake, "silver.assets").await, 4);
+    // A later minute's assets (every supply moved) land before the stale plan executes.
+    generate(e.ctx.landing.as_local().unwrap(), &later(1, 6)).unwrap();
+    ingest.execute(ingest.plan().await.unwrap()).await.unwrap();
+    let err = Assets::new(e.ctx.clone()).execute(stale).await.unwrap_err();
+    assert!(lost_race(&err), "{err}");
+    assert_eq!(err.kind(), cryptolake_jobs::ErrorKind::Conflict);
+    assert_eq!(snapshots(&e.ctx.lake, "silver.assets").await, 1);
+    // The re-run merges the new minute into the winner's rows: four assets, each updated.
+    let rerun = Assets::new(e.ctx.clone());
+    let plan = rerun.plan().await.unwrap();
+    assert_eq!(plan.inputs.len(), 1);
+    let second = rerun.execute(plan).await.unwrap();
+    assert_eq!(second.tables["silver.assets"].rows_out, 4);
+    assert_eq!(second.tables["silver.assets"].files_removed, 1);
+    assert_eq!(count(&e.ctx.lake, "silver.assets").await, 4);
+    let newest = session_with_lake(&e.ctx.lake)
+        .await
+        .unwrap()
+        .sql(
+            "SELECT count(*) FROM silver.assets WHERE updated_at = TIMESTAMP '2026-01-01T00:01:30'",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let n = newest[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(n, 4);
+    assert!(
+        Assets::new(e.ctx.clone())
+            .plan()
+            .await
+            .unwrap()
+            .inputs
+            .is_empty()
+    );
 }
 
 async fn run_all(ctx: &JobContext) {
@@ -284,17 +338,19 @@ fn bronze_trades(
 
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     let n = rows.len();
-    let mut columns: Vec<ArrayRef> = (0..schema.fields().len() - 3)
-        .map(|_| Arc::new(StringArray::from(vec![None::<&str>; n])) as ArrayRef)
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "_file" => Arc::new(StringArray::from(vec!["trades/f"; n])) as ArrayRef,
+            "_record" => Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            "_ingest_time" => Arc::new(TimestampMicrosecondArray::from_iter_values(
+                rows.iter()
+                    .map(|r| 1_767_225_600_000_000 + r.1 * 86_400_000_000),
+            )),
+            _ => Arc::new(StringArray::from(vec![None::<&str>; n])),
+        })
         .collect();
-    columns.push(Arc::new(StringArray::from(vec!["trades/f"; n])));
-    columns.push(Arc::new(Int64Array::from_iter_values(
-        rows.iter().map(|r| r.0),
-    )));
-    columns.push(Arc::new(TimestampMicrosecondArray::from_iter_values(
-        rows.iter()
-            .map(|r| 1_767_225_600_000_000 + r.1 * 86_400_000_000),
-    )));
     arrow::array::RecordBatch::try_new(schema.clone(), columns).unwrap()
 }
 

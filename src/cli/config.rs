@@ -1,6 +1,7 @@
 //! `cryptolake.toml`: found with `-c FILE`, `CRYPTOLAKE_CONFIG`, or in the working directory;
 //! environment variables and flags override it. Relative paths are relative to the file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cryptolake_catalog::CatalogConfig;
@@ -8,6 +9,7 @@ use cryptolake_cluster::process::{ClusterExecutorConfig, ClusterSchedulerConfig}
 use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::job::landing::Landing;
 use cryptolake_jobs::pipeline::alerts::rules::{AlertRule, AlertSpec, parse_rules};
+use cryptolake_jobs::sources::api::{POLL_SOURCES, PollSettings};
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
@@ -127,6 +129,27 @@ pub struct Config {
     /// exist.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub alert: Vec<AlertSpec>,
+    /// `[assets]`: how `run assets` keeps silver.assets.
+    #[serde(skip_serializing_if = "AssetsConfig::is_default")]
+    pub assets: AssetsConfig,
+    /// `[poll.<source>]`: how `cryptolake poll SOURCE` fetches each API.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub poll: BTreeMap<String, PollSettings>,
+}
+
+/// `[assets]`: the assets dimension.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AssetsConfig {
+    /// Keep every version of an asset (SCD type 2: `valid_from`, `valid_to`) instead of
+    /// replacing a changed row.
+    pub history: bool,
+}
+
+impl AssetsConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `[cluster]`: jobs run on the cluster at `url` when it is set (or `--cluster` is given), in
@@ -171,6 +194,16 @@ impl Config {
         let mut config: Config = table
             .try_into()
             .map_err(|e| CliError::Config(format!("{name}: {e}")))?;
+        if let Some(source) = config
+            .poll
+            .keys()
+            .find(|s| !POLL_SOURCES.contains(&s.as_str()))
+        {
+            return Err(CliError::Config(format!(
+                "{name}: [poll.{source}]: no such poller; sources: {}",
+                POLL_SOURCES.join(", ")
+            )));
+        }
         config.resolve(&base);
         Ok(config)
     }

@@ -7,6 +7,7 @@ mod generate;
 mod init;
 mod job;
 mod output;
+mod poll;
 mod probe;
 mod run;
 mod schedule;
@@ -53,6 +54,9 @@ pub enum Command {
     Gen(generate::GenArgs),
     /// Run a job: ingest-files, silver, gold, or all of them in order.
     Run(run::RunArgs),
+    /// Fetch a market-data API once (or --times, --every apart) into the landing zone or
+    /// Kafka: CoinCap, Coinbase, CoinGecko, Alpaca, CoinAPI.
+    Poll(poll::PollArgs),
     /// Run a SQL query over every table (`bronze.x`, `silver.x`, `gold.x`).
     Sql(sql::SqlArgs),
     /// Inspect tables: list, describe, history, files, check (Athena readability).
@@ -178,6 +182,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         ),
         Command::Gen(args) => generate::run(args, &load_config(&cli)?, cli.output).await,
         Command::Run(args) => run::run(args, &load_config(&cli)?, cli.output).await,
+        Command::Poll(args) => poll::run(args, &load_config(&cli)?, cli.output).await,
         Command::Sql(args) => sql::run(args, &load_config(&cli)?, cli.output).await,
         Command::Table(cmd) => table::run(cmd, &load_config(&cli)?, cli.output).await,
         Command::Schedule(cmd) => schedule::run(cmd, &load_config(&cli)?, cli.output),

@@ -14,6 +14,7 @@ use cryptolake_jobs::maintenance::options::parse_duration;
 use cryptolake_jobs::maintenance::remove_orphans::{RemoveOrphans, RemoveOrphansOptions};
 use cryptolake_jobs::maintenance::rewrite_manifests::{RewriteManifests, RewriteManifestsOptions};
 use cryptolake_jobs::pipeline::alerts::Alerts;
+use cryptolake_jobs::pipeline::assets::Assets;
 use cryptolake_jobs::pipeline::gold::Gold;
 use cryptolake_jobs::pipeline::ingest_files::IngestFiles;
 use cryptolake_jobs::pipeline::ingest_kafka::IngestKafka;
@@ -36,27 +37,31 @@ pub enum JobName {
     Silver,
     Gold,
     Alerts,
+    Assets,
     All,
     Compact,
     RewriteManifests,
     RemoveOrphans,
     ExpireSnapshots,
     Maintain,
+    Poll,
 }
 
 impl JobName {
-    const ALL: [JobName; 11] = [
+    const ALL: [JobName; 13] = [
         JobName::IngestFiles,
         JobName::IngestKafka,
         JobName::Silver,
         JobName::Gold,
         JobName::Alerts,
+        JobName::Assets,
         JobName::All,
         JobName::Compact,
         JobName::RewriteManifests,
         JobName::RemoveOrphans,
         JobName::ExpireSnapshots,
         JobName::Maintain,
+        JobName::Poll,
     ];
 }
 
@@ -94,6 +99,9 @@ pub enum RunJob {
     Gold(CommonArgs),
     /// The [[alert]] rules on new silver quotes: firings → gold.alerts, then SNS and webhooks.
     Alerts(CommonArgs),
+    /// New CoinCap assets and CoinAPI icons in bronze → silver.assets, an upsert (with
+    /// [assets] history = true, SCD type 2).
+    Assets(CommonArgs),
     /// ingest-files, ingest-kafka (with a [kafka] section), silver, gold, and alerts (with
     /// [[alert]] rules), in order.
     All {
@@ -145,6 +153,8 @@ pub enum RunJob {
         #[command(flatten)]
         tables: TableArgs,
     },
+    /// Fetch a market-data API into the landing zone or Kafka (as `cryptolake poll`).
+    Poll(super::poll::PollArgs),
     /// Table maintenance: compact, rewrite-manifests, expire-snapshots, remove-orphans.
     Maintain {
         #[command(flatten)]
@@ -313,6 +323,7 @@ impl RunJob {
             ),
             R::Gold(common) => (JobName::Gold, RunOptions { common, ..d() }),
             R::Alerts(common) => (JobName::Alerts, RunOptions { common, ..d() }),
+            R::Assets(common) => (JobName::Assets, RunOptions { common, ..d() }),
             R::IngestKafka { common, kafka } => (
                 JobName::IngestKafka,
                 RunOptions {
@@ -398,6 +409,8 @@ impl RunJob {
                 };
                 (JobName::ExpireSnapshots, o)
             }
+            // `run` hands poll to its own module before asking for options.
+            R::Poll(_) => (JobName::Poll, d()),
             R::Maintain {
                 common,
                 compact,
@@ -501,6 +514,9 @@ impl Progress for Bar {
 }
 
 pub async fn run(args: &RunArgs, config: &Config, format: Format) -> Result<(), CliError> {
+    if let RunJob::Poll(poll) = &args.job {
+        return super::poll::run(poll, config, format).await;
+    }
     let (job, args) = args.job.options();
     let args = &args;
     let mut settings = config.job_settings();
@@ -603,6 +619,10 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
             let job = Alerts::new(ctx.clone(), config.alert_rules()?);
             step(job, args.common.dry_run, bar).await?
         }
+        JobName::Assets => {
+            let job = Assets::new(ctx.clone()).with_history(config.assets.history);
+            step(job, args.common.dry_run, bar).await?
+        }
         JobName::Compact => {
             let options = CompactOptions {
                 target_size: args.common.target_file_size,
@@ -647,6 +667,7 @@ async fn one(job: JobName, run: &RunInputs<'_>) -> Result<(Value, Option<RunSumm
             .await?
         }
         JobName::All | JobName::Maintain => unreachable!("expanded above"),
+        JobName::Poll => unreachable!("run() polls before planning table jobs"),
     })
 }
 
@@ -675,12 +696,14 @@ fn job_name(job: JobName) -> &'static str {
         JobName::Silver => "silver",
         JobName::Gold => "gold",
         JobName::Alerts => "alerts",
+        JobName::Assets => "assets",
         JobName::All => "all",
         JobName::Compact => "compact",
         JobName::RewriteManifests => "rewrite-manifests",
         JobName::RemoveOrphans => "remove-orphans",
         JobName::ExpireSnapshots => "expire-snapshots",
         JobName::Maintain => "maintain",
+        JobName::Poll => "poll",
     }
 }
 

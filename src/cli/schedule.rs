@@ -102,6 +102,16 @@ pub fn validate(config: &Config) -> Result<(), CliError> {
             jobs.join(", ")
         )));
     }
+    for s in config.schedule.iter().filter(|s| s.job == "poll") {
+        let source = s.args.first().map(String::as_str).unwrap_or_default();
+        if !cryptolake_jobs::sources::api::POLL_SOURCES.contains(&source) {
+            return Err(CliError::Config(format!(
+                "schedule {:?}: job \"poll\" needs args = [SOURCE], SOURCE one of {}",
+                s.name,
+                cryptolake_jobs::sources::api::POLL_SOURCES.join(", ")
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -174,6 +174,7 @@ fn describe(table: &Table, format: Format) -> Result<(), CliError> {
             "metadata_location": table.metadata_location(),
             "format_version": m.format_version().to_string(),
             "current_snapshot_id": m.current_snapshot_id(),
+            "schema_id": m.current_schema_id(),
             "properties": m.properties(),
             "columns": rows,
         });
@@ -183,6 +184,7 @@ fn describe(table: &Table, format: Format) -> Result<(), CliError> {
     println!("table:     {}", table.identifier());
     println!("location:  {}", m.location());
     println!("metadata:  {}", table.metadata_location().unwrap_or(""));
+    println!("schema:    {}", m.current_schema_id());
     println!(
         "snapshot:  {}",
         m.current_snapshot_id()
@@ -197,9 +199,13 @@ fn history(table: &Table, format: Format) -> Result<(), CliError> {
     let mut snapshots: Vec<_> = table.metadata().snapshots().cloned().collect();
     snapshots.sort_by_key(|s| (s.sequence_number(), s.timestamp_ms()));
     let current = table.metadata().current_snapshot_id();
+    let mut previous_schema: Option<i32> = None;
     let rows: Vec<_> = snapshots
         .iter()
         .map(|s| {
+            let schema_id = s.schema_id();
+            let change = schema_change(table, previous_schema, schema_id);
+            previous_schema = schema_id.or(previous_schema);
             let p = &s.summary().additional_properties;
             let num = |k: &str| {
                 p.get(k)
@@ -225,6 +231,8 @@ fn history(table: &Table, format: Format) -> Result<(), CliError> {
                         .map_or(Value::Null, Value::from),
                 ),
                 ("current", (Some(s.snapshot_id()) == current).into()),
+                ("schema_id", schema_id.map_or(Value::Null, Value::from)),
+                ("schema_change", change.map_or(Value::Null, Value::from)),
             ])
         })
         .collect();
@@ -239,11 +247,40 @@ fn history(table: &Table, format: Format) -> Result<(), CliError> {
             "deleted_records",
             "total_records",
             "job",
+            "schema_id",
+            "schema_change",
             "current",
         ],
         format,
     );
     Ok(())
+}
+
+/// How the schema a snapshot was written with differs from the one before it (by field id):
+/// `+name` added, `-name` dropped, `old type -> new type` retyped or renamed; `None` when the
+/// same.
+fn schema_change(table: &Table, before: Option<i32>, now: Option<i32>) -> Option<String> {
+    let m = table.metadata();
+    let (before, now) = (m.schema_by_id(before?)?, m.schema_by_id(now?)?);
+    if before.schema_id() == now.schema_id() {
+        return None;
+    }
+    let (old, new) = (before.as_struct().fields(), now.as_struct().fields());
+    let mut changes: Vec<String> = Vec::new();
+    for f in new {
+        match old.iter().find(|o| o.id == f.id) {
+            None => changes.push(format!("+{}", f.name)),
+            Some(o) if o.name != f.name || o.field_type != f.field_type => changes.push(format!(
+                "{} {} -> {} {}",
+                o.name, o.field_type, f.name, f.field_type
+            )),
+            Some(_) => {}
+        }
+    }
+    for o in old.iter().filter(|o| !new.iter().any(|f| f.id == o.id)) {
+        changes.push(format!("-{}", o.name));
+    }
+    Some(changes.join(", "))
 }
 
 async fn files(table: &Table, format: Format) -> Result<(), CliError> {

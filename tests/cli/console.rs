@@ -478,7 +478,7 @@ fn the_console_without_a_daemon_needs_a_token_unless_asked_on_loopback() {
 }
 
 /// `GET` of the console's `path` as JSON.
-fn get_json(base: &str, path: &str) -> Value {
+pub fn get_json(base: &str, path: &str) -> Value {
     let out = std::process::Command::new("curl")
         .args(["-s", "--fail"])
         .arg(format!("{base}{path}"))

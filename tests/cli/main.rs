@@ -3,6 +3,7 @@
 //! One test binary.
 
 mod alerts;
+mod assets;
 mod bookmarks;
 mod cluster;
 mod common;
@@ -10,6 +11,8 @@ mod compaction;
 pub mod console;
 mod containers;
 mod crash;
+mod evolution;
+mod fake_api;
 mod glue;
 mod gold_values;
 mod kafka;
@@ -18,6 +21,7 @@ mod landing;
 #[path = "../../catalog/tests/catalog/moto.rs"]
 mod moto;
 mod pipeline;
+mod poll;
 mod proxy;
 pub mod readers;
 pub mod scheduling;

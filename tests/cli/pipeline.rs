@@ -184,11 +184,26 @@ fn dry_run_prints_the_plan_and_commits_nothing() {
     let plan: serde_json::Value =
         serde_json::from_str(&p.ok(&["run", "all", "--dry-run"])).unwrap();
     let sources = plan["ingest-files"]["sources"].as_array().unwrap();
-    assert_eq!(sources.len(), 6);
-    assert!(
-        sources
-            .iter()
-            .all(|s| s["new_files"].as_array().unwrap().len() == 1),
+    // The six market sources have their generated file; alpaca_trades and coinapi_icons none.
+    let files: Vec<(&str, usize)> = sources
+        .iter()
+        .map(|s| {
+            let n = s["new_files"].as_array().unwrap().len();
+            (s["source"].as_str().unwrap(), n)
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("coincap_assets", 1),
+            ("coincap_rates", 1),
+            ("coinbase_spot", 1),
+            ("coingecko_markets", 1),
+            ("alpaca_quotes", 1),
+            ("trades", 1),
+            ("alpaca_trades", 0),
+            ("coinapi_icons", 0),
+        ],
         "{plan}"
     );
     assert!(p.table_counts().is_empty(), "a dry run creates no table");

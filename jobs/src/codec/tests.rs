@@ -220,7 +220,7 @@ async fn silver_fixture() -> (Fixture, LogicalPlan, Arc<crate::physical_plan::Si
             price,
             "2026-01-01T00:00:01Z",
         ];
-        Record::Fields(
+        Record::fields(
             values
                 .into_iter()
                 .enumerate()

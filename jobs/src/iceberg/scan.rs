@@ -117,14 +117,21 @@ fn tasks_of<'a>(
     let schema = table.metadata().current_schema().clone();
     let project: Vec<i32> = match columns {
         None => schema.as_struct().fields().iter().map(|f| f.id).collect(),
-        Some(names) => names
-            .iter()
-            .map(|n| {
-                schema.field_id_by_name(n).ok_or_else(|| {
-                    Error::Internal(format!("{} has no column {n}", table.identifier()))
+        Some(names) => {
+            let mut ids = names
+                .iter()
+                .map(|n| {
+                    schema.field_id_by_name(n).ok_or_else(|| {
+                        Error::Internal(format!("{} has no column {n}", table.identifier()))
+                    })
                 })
-            })
-            .collect::<Result<_>>()?,
+                .collect::<Result<Vec<i32>>>()?;
+            // iceberg 0.10's reader returns the columns in the schema's order but names them
+            // in the projection's: a projection out of schema order would mislabel them.
+            let position = |id: &i32| schema.as_struct().fields().iter().position(|f| f.id == *id);
+            ids.sort_by_key(position);
+            ids
+        }
     };
     Ok(ranges
         .map(|(f, start, length)| FileScanTask {

@@ -25,11 +25,17 @@ const FEW_GROUPS: usize = 32;
 
 /// Splits batches of one table's rows by its default partition spec.
 pub struct PartitionSplitter {
+    /// `None` for an unpartitioned table: every row is in the one partition.
+    values: Option<Values>,
+    spec: PartitionSpecRef,
+    schema: SchemaRef,
+}
+
+/// How a partitioned table's rows get their partition values.
+struct Values {
     calculator: PartitionValueCalculator,
     converter: RowConverter,
     partition_type: StructType,
-    spec: PartitionSpecRef,
-    schema: SchemaRef,
 }
 
 impl std::fmt::Debug for PartitionSplitter {
@@ -41,10 +47,17 @@ impl std::fmt::Debug for PartitionSplitter {
 }
 
 impl PartitionSplitter {
-    /// A splitter for the table's current schema and default spec (which must partition).
+    /// A splitter for the table's current schema and default spec.
     pub fn new(metadata: &TableMetadata) -> Result<Self> {
         let schema = metadata.current_schema().clone();
         let spec = metadata.default_partition_spec().clone();
+        if spec.is_unpartitioned() {
+            return Ok(Self {
+                values: None,
+                spec,
+                schema,
+            });
+        }
         let calculator = PartitionValueCalculator::try_new(&spec, &schema)?;
         let fields = match calculator.partition_arrow_type() {
             arrow::datatypes::DataType::Struct(fields) => fields
@@ -58,9 +71,11 @@ impl PartitionSplitter {
             }
         };
         Ok(Self {
-            converter: RowConverter::new(fields)?,
-            partition_type: calculator.partition_type().clone(),
-            calculator,
+            values: Some(Values {
+                converter: RowConverter::new(fields)?,
+                partition_type: calculator.partition_type().clone(),
+                calculator,
+            }),
             spec,
             schema,
         })
@@ -71,10 +86,16 @@ impl PartitionSplitter {
         if batch.num_rows() == 0 {
             return Ok(Vec::new());
         }
-        let values = self.calculator.calculate(batch)?;
-        let rows = self
-            .converter
-            .convert_columns(values.as_struct().columns())?;
+        let Some(v) = &self.values else {
+            let key = PartitionKey::new(
+                self.spec.as_ref().clone(),
+                self.schema.clone(),
+                iceberg::spec::Struct::empty(),
+            );
+            return Ok(vec![(key, batch.clone())]);
+        };
+        let values = v.calculator.calculate(batch)?;
+        let rows = v.converter.convert_columns(values.as_struct().columns())?;
         // `(first row, rows)` per partition; found by comparing first rows while there are
         // few (a batch of silver rows holds about as many partitions as symbols), by hash
         // past that.
@@ -113,7 +134,7 @@ impl PartitionSplitter {
         groups
             .into_iter()
             .map(|(first, rows)| {
-                let key = self.key(&values, first)?;
+                let key = self.key(v, &values, first)?;
                 let part = if rows.len() == batch.num_rows() {
                     batch.clone()
                 } else {
@@ -125,9 +146,9 @@ impl PartitionSplitter {
     }
 
     /// The partition key of row `row` of the computed partition values.
-    fn key(&self, values: &ArrayRef, row: usize) -> Result<PartitionKey> {
+    fn key(&self, v: &Values, values: &ArrayRef, row: usize) -> Result<PartitionKey> {
         let one = values.slice(row, 1);
-        let literal = arrow_struct_to_literal(&one, &self.partition_type)?
+        let literal = arrow_struct_to_literal(&one, &v.partition_type)?
             .into_iter()
             .next()
             .flatten();

@@ -98,7 +98,9 @@ impl Fanout {
                     self.done.extend(writer.close().await?);
                 }
             }
-            let writer = self.builder.build(Some(key.clone())).await?;
+            // An unpartitioned table's files have no partition (iceberg's `None`).
+            let partition = (!key.spec().is_unpartitioned()).then(|| key.clone());
+            let writer = self.builder.build(partition).await?;
             self.open.insert(key.data().clone(), (writer, self.clock));
         }
         if let Some((writer, used)) = self.open.get_mut(key.data()) {

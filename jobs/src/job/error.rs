@@ -154,6 +154,10 @@ pub enum Error {
     /// text, which carries the kind.
     #[error("{message}")]
     Remote { kind: ErrorKind, message: String },
+    /// A polled API failed: not reached or 5xx/429 after the retries (transient), refused the
+    /// request (4xx: usage), or answered with something that is not its JSON (bad data).
+    #[error("{message}")]
+    Api { kind: ErrorKind, message: String },
 }
 
 impl From<DataFusionError> for Error {
@@ -181,7 +185,7 @@ impl Error {
             Error::TooManyBadRecords { .. } => ErrorKind::BadData,
             // Skipping deleted messages is the operator's decision (a flag).
             Error::Usage(_) | Error::OffsetsMissing { .. } => ErrorKind::Usage,
-            Error::Remote { kind, .. } => *kind,
+            Error::Remote { kind, .. } | Error::Api { kind, .. } => *kind,
         }
     }
 
@@ -392,6 +396,13 @@ mod tests {
             (Error::Kafka("refused".into()), ErrorKind::Transient),
             (Error::Cluster("executor lost".into()), ErrorKind::Transient),
             (Error::Delivery("webhook down".into()), ErrorKind::Transient),
+            (
+                Error::Api {
+                    kind: ErrorKind::BadData,
+                    message: "not JSON".into(),
+                },
+                ErrorKind::BadData,
+            ),
             (
                 Error::DataFusion(DataFusionError::Plan("no column x".into())),
                 ErrorKind::Usage,

@@ -4,6 +4,7 @@
 //! cluster), the run summary, progress reporting and fault injection for tests.
 
 pub mod context;
+pub mod duration;
 pub mod error;
 pub mod fault;
 pub mod landing;

@@ -173,7 +173,10 @@ mod tests {
             assert_ne!(a, c);
             assert_ne!(hash(&a), hash(&c));
         }
-        assert_eq!(UserDefinedLogicalNodeCore::schema(&a).fields().len(), 7 + 4);
+        assert_eq!(
+            UserDefinedLogicalNodeCore::schema(&a).fields().len(),
+            7 + 4 + 1
+        );
         let plan = a.into_plan();
         assert_eq!(plan.display().to_string(), "Source: landing=trades");
     }

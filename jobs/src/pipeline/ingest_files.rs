@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cryptolake_catalog::layout::{self, LANDING_SOURCES};
+use cryptolake_catalog::layout::{self, LANDING_SOURCES, REFERENCE_SOURCES};
 use cryptolake_catalog::{Requirement, SnapshotCommit};
 use iceberg::spec::DataFile;
 use serde::Serialize;
@@ -80,7 +80,11 @@ impl IngestFiles {
     pub fn new(ctx: JobContext) -> Self {
         Self {
             ctx,
-            sources: LANDING_SOURCES.iter().map(|s| s.to_string()).collect(),
+            sources: LANDING_SOURCES
+                .iter()
+                .chain(REFERENCE_SOURCES.iter())
+                .map(|s| s.to_string())
+                .collect(),
             full_listing: false,
         }
     }

@@ -1,5 +1,5 @@
-//! Builds bronze record batches: source fields as text plus `_raw`, `_file`, `_record` and
-//! `_ingest_time`.
+//! Builds bronze record batches: source fields as text plus `_raw`, `_file`, `_record`,
+//! `_ingest_time` and `_extra` (the fields no column names).
 
 use std::sync::Arc;
 
@@ -20,14 +20,18 @@ pub struct BronzeBuilder {
     file: StringBuilder,
     record: Int64Builder,
     ingest: TimestampMicrosecondBuilder,
+    /// `_extra`, when the table has it (one written before it gets it by schema evolution).
+    extra: Option<StringBuilder>,
     ingest_us: i64,
     len: usize,
 }
 
 impl BronzeBuilder {
-    /// `schema` is the bronze table's Arrow schema: `n` source columns, then the 4 metadata ones.
+    /// `schema` is the bronze table's Arrow schema: the source columns, then `_raw`, `_file`,
+    /// `_record`, `_ingest_time` and, in tables that have it, `_extra` (found by name).
     pub fn new(schema: SchemaRef, ingest_us: i64) -> Self {
-        let n = schema.fields().len() - 4;
+        let n = schema.index_of("_raw").unwrap_or(schema.fields().len());
+        let extra = schema.index_of("_extra").ok().map(|_| StringBuilder::new());
         Self {
             schema,
             fields: (0..n).map(|_| StringBuilder::new()).collect(),
@@ -35,6 +39,7 @@ impl BronzeBuilder {
             file: StringBuilder::new(),
             record: Int64Builder::new(),
             ingest: TimestampMicrosecondBuilder::new(),
+            extra,
             ingest_us,
             len: 0,
         }
@@ -51,7 +56,7 @@ impl BronzeBuilder {
     /// Appends one record read from `file` at position `index`.
     pub fn push(&mut self, file: &str, index: i64, record: &Record<'_>) {
         match record {
-            Record::Fields(values) => {
+            Record::Fields { values, extra } => {
                 let mut row: Vec<Option<&str>> = vec![None; self.fields.len()];
                 for (col, text) in values {
                     if let Some(slot) = row.get_mut(*col) {
@@ -62,10 +67,16 @@ impl BronzeBuilder {
                     builder.append_option(value);
                 }
                 self.raw.append_null();
+                if let Some(b) = &mut self.extra {
+                    b.append_option(extra.as_deref());
+                }
             }
             Record::Raw(text) => {
                 self.fields.iter_mut().for_each(|b| b.append_null());
                 self.raw.append_value(text);
+                if let Some(b) = &mut self.extra {
+                    b.append_null();
+                }
             }
         }
         self.file.append_value(file);
@@ -74,17 +85,32 @@ impl BronzeBuilder {
         self.len += 1;
     }
 
-    /// Takes the rows so far as a batch.
+    /// Takes the rows so far as a batch, its columns in the schema's order.
     pub fn finish(&mut self) -> Result<RecordBatch> {
-        let mut columns: Vec<ArrayRef> = self
-            .fields
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect();
-        columns.push(Arc::new(self.raw.finish()));
-        columns.push(Arc::new(self.file.finish()));
-        columns.push(Arc::new(self.record.finish()));
-        columns.push(Arc::new(self.ingest.finish()));
+        let mut sources = self.fields.iter_mut();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let builder = match field.name().as_str() {
+                "_raw" => &mut self.raw,
+                "_file" => &mut self.file,
+                "_extra" => match &mut self.extra {
+                    Some(b) => b,
+                    None => continue,
+                },
+                "_record" => {
+                    columns.push(Arc::new(self.record.finish()));
+                    continue;
+                }
+                "_ingest_time" => {
+                    columns.push(Arc::new(self.ingest.finish()));
+                    continue;
+                }
+                name => sources.next().ok_or_else(|| {
+                    crate::Error::Internal(format!("bronze column {name} has no builder"))
+                })?,
+            };
+            columns.push(Arc::new(builder.finish()));
+        }
         self.len = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }

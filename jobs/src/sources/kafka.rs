@@ -138,6 +138,17 @@ pub async fn produce(
     topic: &str,
     messages: &[String],
 ) -> Result<BTreeMap<i32, u64>> {
+    produce_from(config, topic, messages, 0).await
+}
+
+/// [`produce`], the round-robin starting at message number `first` (a poller producing one
+/// answer at a time spreads them over the partitions).
+pub async fn produce_from(
+    config: &KafkaConfig,
+    topic: &str,
+    messages: &[String],
+    first: usize,
+) -> Result<BTreeMap<i32, u64>> {
     let client = connect(config).await?;
     let partitions = list_topics(&client)
         .await?
@@ -152,7 +163,7 @@ pub async fn produce(
     let mut per_partition: Vec<Vec<rskafka::record::Record>> = vec![Vec::new(); partitions.len()];
     let now = chrono::Utc::now();
     for (i, m) in messages.iter().enumerate() {
-        per_partition[i % partitions.len()].push(rskafka::record::Record {
+        per_partition[(first + i) % partitions.len()].push(rskafka::record::Record {
             key: None,
             value: Some(m.as_bytes().to_vec()),
             headers: BTreeMap::new(),
@@ -291,9 +302,15 @@ struct MessageRows {
 
 impl MessageRows {
     fn new(scan: &TopicScan, partition: i32) -> Self {
-        let n = scan.schema.fields().len() - KAFKA_META.len();
+        // The bronze builder takes every column but the Kafka ones; `finish` puts them back in
+        // the table's order (`_extra` comes after them, and is absent from older tables).
         let bronze_schema = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-            scan.schema.fields()[..n].to_vec(),
+            scan.schema
+                .fields()
+                .iter()
+                .filter(|f| !is_kafka_column(f.name()))
+                .cloned()
+                .collect::<Vec<_>>(),
             scan.schema.metadata().clone(),
         ));
         let fields = layout::bronze_source_fields(&scan.format).unwrap_or(&[]);
@@ -351,15 +368,35 @@ impl MessageRows {
 
     fn finish(&mut self) -> Result<RecordBatch> {
         let bronze = self.bronze.finish()?;
-        let mut columns: Vec<ArrayRef> = bronze.columns().to_vec();
-        columns.push(Arc::new(self.partitions.finish()));
-        columns.push(Arc::new(self.offsets.finish()));
-        columns.push(Arc::new(self.timestamps.finish()));
-        columns.push(Arc::new(self.keys.finish()));
-        columns.push(Arc::new(self.headers.finish()));
+        let mut kafka: Vec<ArrayRef> = vec![
+            Arc::new(self.partitions.finish()),
+            Arc::new(self.offsets.finish()),
+            Arc::new(self.timestamps.finish()),
+            Arc::new(self.keys.finish()),
+            Arc::new(self.headers.finish()),
+        ];
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let name = field.name();
+            let column = match KAFKA_META.iter().position(|c| c.name == name) {
+                Some(i) => std::mem::replace(
+                    &mut kafka[i],
+                    arrow::array::new_null_array(field.data_type(), 0),
+                ),
+                None => bronze
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| Error::Internal(format!("no bronze column {name}")))?,
+            };
+            columns.push(column);
+        }
         self.len = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
+}
+
+fn is_kafka_column(name: &str) -> bool {
+    KAFKA_META.iter().any(|c| c.name == name)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Sources: landing files (local directories or S3), Kafka topics, their record formats, and the
 //! bronze tables silver reads.
 
+pub mod api;
 pub mod bronze;
 pub mod kafka;
 pub mod kafka_config;

@@ -6,6 +6,12 @@
 //! array one record per element. Field values are kept as text exactly as received (numbers keep
 //! every digit); anything that is not a JSON object becomes a record with only `_raw` set, for
 //! silver to quarantine with its reason.
+//!
+//! Nothing a record carries is dropped: a field the source's columns do not name (one the API
+//! added later, a nested object, an envelope's other keys) goes to the record's `_extra`, a JSON
+//! object of those keys with their values exactly as received (types and digits kept, never
+//! coerced). A known field whose value changed type (an object where a number was) stays in its
+//! column as its JSON text, which silver then quarantines with the reason.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -14,11 +20,26 @@ use serde_json::value::RawValue;
 
 use super::landing::Piece;
 
-/// One bronze record: either source fields (column index, text) or an unusable raw text.
+/// One bronze record: either source fields (column index, text) with the fields no column
+/// names, or an unusable raw text.
 #[derive(Debug, PartialEq)]
 pub enum Record<'a> {
-    Fields(Vec<(usize, Cow<'a, str>)>),
+    Fields {
+        values: Vec<(usize, Cow<'a, str>)>,
+        /// The unknown fields as a JSON object (`{"venue":"x"}`), or `None` when there are none.
+        extra: Option<String>,
+    },
     Raw(Cow<'a, str>),
+}
+
+impl<'a> Record<'a> {
+    /// A record of known fields only.
+    pub fn fields(values: Vec<(usize, Cow<'a, str>)>) -> Self {
+        Record::Fields {
+            values,
+            extra: None,
+        }
+    }
 }
 
 type Object<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
@@ -40,6 +61,12 @@ fn column_name<'k>(source: &str, key: &'k str) -> &'k str {
         ("alpaca_quotes", "bs") => "bid_size",
         ("alpaca_quotes", "t") => "timestamp",
         ("alpaca_quotes", "S") => "symbol",
+        ("alpaca_trades", "i") => "trade_id",
+        ("alpaca_trades", "p") => "price",
+        ("alpaca_trades", "s") => "size",
+        ("alpaca_trades", "t") => "timestamp",
+        ("alpaca_trades", "tks") => "taker_side",
+        ("alpaca_trades", "S") => "symbol",
         _ => key,
     }
 }
@@ -94,7 +121,7 @@ impl RecordDecoder {
             return;
         };
         if let Some(data) = object.get("data") {
-            let envelope: Vec<_> = scalars(&object, &["data"]);
+            let envelope = envelope_of(&object, "data", inherited);
             if data.get().starts_with('[') {
                 return self.expand(data.get(), &envelope, true, out);
             }
@@ -102,15 +129,17 @@ impl RecordDecoder {
                 return self.expand(data.get(), &envelope, false, out);
             }
         }
-        if self.source == "alpaca_quotes"
-            && let Some(quotes) = object.get("quotes")
+        if let Some(key) = alpaca_map(&self.source)
+            && let Some(quotes) = object.get(key)
             && let Ok(map) = serde_json::from_str::<Object<'a>>(quotes.get())
         {
+            let envelope = envelope_of(&object, key, inherited);
             for (symbol, quote) in map {
                 match serde_json::from_str::<Object<'a>>(quote.get()) {
                     Ok(fields) => {
-                        let mut record = self.fields_of(&fields, inherited);
-                        if let (Record::Fields(f), Some(col)) = (&mut record, self.column("symbol"))
+                        let mut record = self.fields_of(&fields, &envelope);
+                        if let (Record::Fields { values: f, .. }, Some(col)) =
+                            (&mut record, self.column("symbol"))
                         {
                             f.retain(|(c, _)| *c != col);
                             f.push((col, symbol));
@@ -131,29 +160,75 @@ impl RecordDecoder {
         inherited: &[(Cow<'a, str>, &'a RawValue)],
     ) -> Record<'a> {
         let mut fields: Vec<(usize, Cow<'a, str>)> = Vec::with_capacity(self.fields.len());
-        for (key, value) in inherited
-            .iter()
-            .map(|(k, v)| (k, *v))
-            .chain(object.iter().map(|(k, v)| (k, *v)))
-        {
-            if let Some(col) = self.column(key)
-                && let Some(text) = value_text(value)
-            {
-                // The record's own field wins over the envelope's.
-                fields.retain(|(c, _)| *c != col);
-                fields.push((col, text));
+        let mut extra: BTreeMap<&str, &RawValue> = BTreeMap::new();
+        let envelope = inherited.iter().map(|(k, v)| (k, *v, true));
+        for (key, value, inherited) in envelope.chain(object.iter().map(|(k, v)| (k, *v, false))) {
+            // The record's own field wins over the envelope's, in a column and in `_extra`.
+            match self.column(key) {
+                Some(col) if !(inherited && is_nested(value)) => {
+                    if let Some(text) = value_text(value) {
+                        fields.retain(|(c, _)| *c != col);
+                        fields.push((col, text));
+                    }
+                }
+                _ => {
+                    extra.insert(key, value);
+                }
             }
         }
-        Record::Fields(fields)
+        Record::Fields {
+            values: fields,
+            extra: extra_json(&extra),
+        }
     }
 }
 
-fn scalars<'a>(object: &Object<'a>, skip: &[&str]) -> Vec<(Cow<'a, str>, &'a RawValue)> {
-    object
-        .iter()
-        .filter(|(k, v)| !skip.contains(&k.as_ref()) && !v.get().starts_with(['{', '[']))
-        .map(|(k, v)| (k.clone(), *v))
-        .collect()
+/// Alpaca's latest-quotes and latest-trades answers: one object per symbol under this key.
+fn alpaca_map(source: &str) -> Option<&'static str> {
+    match source {
+        "alpaca_quotes" => Some("quotes"),
+        "alpaca_trades" => Some("trades"),
+        _ => None,
+    }
+}
+
+fn is_nested(value: &RawValue) -> bool {
+    value.get().starts_with(['{', '['])
+}
+
+/// What a record inside `object[inner]` inherits: the envelope's other keys (after the outer
+/// envelopes' own), scalars for the record's columns and everything for its `_extra`.
+fn envelope_of<'a>(
+    object: &Object<'a>,
+    inner: &str,
+    outer: &[(Cow<'a, str>, &'a RawValue)],
+) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+    let mut out = outer.to_vec();
+    out.extend(
+        object
+            .iter()
+            .filter(|(k, _)| k.as_ref() != inner)
+            .map(|(k, v)| (k.clone(), *v)),
+    );
+    out
+}
+
+/// `{"key":value,...}` with each value exactly as received, or `None` for no keys.
+fn extra_json(extra: &BTreeMap<&str, &RawValue>) -> Option<String> {
+    if extra.is_empty() {
+        return None;
+    }
+    let mut out = String::from("{");
+    for (i, (key, value)) in extra.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::Value::from(*key).to_string());
+        out.push(':');
+        out.push_str(value.get().trim());
+    }
+    out.push('}');
+    Some(out)
 }
 
 /// A JSON value as text: strings unescaped, `null` as none, anything else as written.
@@ -182,9 +257,10 @@ mod tests {
         }
         out.into_iter()
             .map(|r| match r {
-                Record::Fields(f) => f
+                Record::Fields { values, extra } => values
                     .into_iter()
                     .map(|(c, v)| (decoder.fields[c].to_string(), v.into_owned()))
+                    .chain(extra.map(|e| ("_extra".to_string(), e)))
                     .collect(),
                 Record::Raw(t) => [("_raw".to_string(), t.into_owned())].into(),
             })
@@ -204,6 +280,45 @@ mod tests {
         assert!(!rows[0].contains_key("max_supply"));
         assert_eq!(rows[1]["symbol"], "ETH");
         assert_eq!(rows[2]["_raw"], "7");
+    }
+
+    #[test]
+    fn fields_no_column_names_are_kept_in_extra_exactly() {
+        let rows = decode(
+            "coinbase_spot",
+            r#"{"data":{"amount":"43000.12","base":"BTC","currency":"USD","venue":"x","fee":0.10},"timestamp_utc":"2026-01-01T00:00:01Z","extra":"y","meta":{"seq":[1,2]}}"#,
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["amount"], "43000.12");
+        assert_eq!(
+            rows[0]["_extra"],
+            r#"{"extra":"y","fee":0.10,"meta":{"seq":[1,2]},"venue":"x"}"#
+        );
+        let known = decode(
+            "coinbase_spot",
+            r#"{"data":{"amount":"1","base":"BTC","currency":"USD"},"timestamp_utc":"2026-01-01T00:00:01Z"}"#,
+        );
+        assert!(!known[0].contains_key("_extra"));
+    }
+
+    #[test]
+    fn a_known_field_that_became_an_object_keeps_its_json_text_and_the_record_wins() {
+        let rows = decode(
+            "coincap_assets",
+            r#"{"data":[{"id":"bitcoin","priceUsd":{"value":"1.5"},"timestamp":"7","note":"r"}],"timestamp":1767225600000,"note":"envelope"}"#,
+        );
+        assert_eq!(rows[0]["price_usd"], r#"{"value":"1.5"}"#);
+        assert_eq!(rows[0]["timestamp"], "7");
+        assert_eq!(rows[0]["_extra"], r#"{"note":"r"}"#);
+        let alpaca = decode(
+            "alpaca_quotes",
+            r#"{"quotes":{"BTC/USD":{"ap":1,"as":2,"bp":3,"bs":4,"t":"2026-01-01T00:00:05Z","x":"CBSE"}},"next_page_token":null}"#,
+        );
+        assert_eq!(alpaca[0]["symbol"], "BTC/USD");
+        assert_eq!(
+            alpaca[0]["_extra"],
+            r#"{"next_page_token":null,"x":"CBSE"}"#
+        );
     }
 
     #[test]
@@ -228,6 +343,24 @@ mod tests {
         assert_eq!(rows[0]["ask_price"], "43001.5");
         assert_eq!(rows[0]["bid_size"], "1.0");
         assert_eq!(rows[1]["symbol"], "LTC/USD");
+    }
+
+    #[test]
+    fn alpaca_trades_and_coinapi_icons() {
+        let rows = decode(
+            "alpaca_trades",
+            r#"{"trades":{"BTC/USD":{"i":12345,"p":43000.5,"s":0.01,"t":"2026-01-01T00:00:05.1Z","tks":"B"}}}"#,
+        );
+        assert_eq!(rows[0]["symbol"], "BTC/USD");
+        assert_eq!(rows[0]["trade_id"], "12345");
+        assert_eq!(rows[0]["taker_side"], "B");
+        assert!(!rows[0].contains_key("_extra"));
+        let icons = decode(
+            "coinapi_icons",
+            r#"[{"exchange_id":"","asset_id":"BTC","url":"https://i/btc.png"},{"asset_id":"LTC","url":"https://i/ltc.png"}]"#,
+        );
+        assert_eq!(icons.len(), 2);
+        assert_eq!(icons[1]["url"], "https://i/ltc.png");
     }
 
     #[test]
