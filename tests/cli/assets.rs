@@ -66,30 +66,20 @@ const ROWS: &str = "SELECT id, symbol, name, rank, CAST(supply AS VARCHAR) AS su
      CAST(valid_to AS VARCHAR) AS valid_to FROM silver.assets ORDER BY id, valid_from";
 
 fn rows(p: &Project) -> Vec<String> {
-    p.sql(ROWS)
-        .iter()
-        .map(|r| {
-            [
-                "id",
-                "symbol",
-                "name",
-                "rank",
-                "supply",
-                "icon_url",
-                "updated",
-                "valid_from",
-                "valid_to",
-            ]
-            .iter()
-            .map(|c| match &r[*c] {
-                Value::Null => "-".to_string(),
-                Value::String(s) => s.clone(),
-                v => v.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("|")
-        })
-        .collect()
+    p.rows_text(
+        ROWS,
+        &[
+            "id",
+            "symbol",
+            "name",
+            "rank",
+            "supply",
+            "icon_url",
+            "updated",
+            "valid_from",
+            "valid_to",
+        ],
+    )
 }
 
 /// Polls, ingests and upserts one refresh; returns `run assets`' summary of silver.assets.

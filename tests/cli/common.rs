@@ -104,6 +104,25 @@ impl Project {
         }
     }
 
+    /// A query's rows as text: the columns' values joined by `|`, null as `-`, strings as they
+    /// are and other values as JSON (what exact-value assertions compare).
+    pub fn rows_text(&self, query: &str, columns: &[&str]) -> Vec<String> {
+        self.sql(query)
+            .iter()
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| match &r[*c] {
+                        Value::Null => "-".to_string(),
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect()
+    }
+
     /// `SELECT count(*)` of a table.
     pub fn count(&self, table: &str) -> u64 {
         let rows = self.sql(&format!("SELECT count(*) AS n FROM {table}"));

@@ -108,25 +108,16 @@ fn unknown_fields_land_in_extra_of_an_evolved_table_that_readers_read() {
 
     // Silver takes the known fields and leaves the new ones in bronze: no `venue` column.
     p.ok(&["run", "silver"]);
-    let prices = p.sql(
+    let prices = p.rows_text(
         "SELECT symbol, CAST(price AS VARCHAR) AS price FROM silver.quotes ORDER BY event_time",
+        &["symbol", "price"],
     );
-    let prices: Vec<String> = prices
-        .iter()
-        .map(|r| {
-            format!(
-                "{}={}",
-                r["symbol"].as_str().unwrap(),
-                r["price"].as_str().unwrap()
-            )
-        })
-        .collect();
     assert_eq!(
         prices,
         [
-            "BTC-USD=42000.5000000000000000",
-            "BTC-USD=43000.1200000000000000",
-            "ETH-USD=2300.5000000000000000"
+            "BTC-USD|42000.5000000000000000",
+            "BTC-USD|43000.1200000000000000",
+            "ETH-USD|2300.5000000000000000"
         ]
     );
     let silver = p.json(&["table", "describe", "silver.quotes"]);

@@ -208,25 +208,16 @@ fn every_poller_lands_its_answer_in_the_seed_layout_and_bronze_and_silver_take_t
         assert_eq!(p.count(table), n, "{table}");
     }
     p.ok(&["run", "silver"]);
-    let spot = p.sql(
+    let spot = p.rows_text(
         "SELECT symbol, CAST(price AS VARCHAR) AS price FROM silver.quotes \
          WHERE source = 'coinbase_spot' ORDER BY symbol",
+        &["symbol", "price"],
     );
-    let spot: Vec<String> = spot
-        .iter()
-        .map(|r| {
-            format!(
-                "{}={}",
-                r["symbol"].as_str().unwrap(),
-                r["price"].as_str().unwrap()
-            )
-        })
-        .collect();
     assert_eq!(
         spot,
         [
-            "BTC-USD=43000.1200000000000000",
-            "ETH-USD=2300.5000000000000000"
+            "BTC-USD|43000.1200000000000000",
+            "ETH-USD|2300.5000000000000000"
         ]
     );
     assert_eq!(p.count("silver.quarantine"), 0);
