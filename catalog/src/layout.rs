@@ -4,7 +4,7 @@
 //! `decimal(38, 16)` for prices and amounts (CoinCap sends 16 decimal places), Iceberg format
 //! v2, Parquet with zstd, and only the transforms Athena supports (identity, day, month).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use iceberg::spec::{
@@ -124,10 +124,56 @@ pub const BRONZE_META: [Column; 4] = [
     req("_ingest_time", Timestamp),
 ];
 
-/// The source fields a bronze table keeps for a landing source, as text exactly as received
-/// (numbers keep every digit). Field names are snake_case; Alpaca's one-letter names are
-/// spelled out (`ap` -> `ask_price`, `as` -> `ask_size`, `bp`, `bs`, `t` -> `timestamp`).
+/// Sources the configuration defines (`[[source]]`), by name: their bronze fields. Set once
+/// per process from the config, before any job; the names live as long as the process (a
+/// config's few field names).
+static DEFINED: std::sync::RwLock<BTreeMap<String, &'static [&'static str]>> =
+    std::sync::RwLock::new(BTreeMap::new());
+
+/// Registers a configured source's bronze fields (`[[source]]`). A built-in name, or a second
+/// definition of a name with other fields, is an error.
+pub fn define_source(name: &str, fields: &[String]) -> Result<()> {
+    if builtin_fields(name).is_some() {
+        return Err(Error::invalid(format!(
+            "source {name}: a built-in source has that name"
+        )));
+    }
+    let mut defined = DEFINED.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(have) = defined.get(name) {
+        if have.iter().copied().eq(fields.iter().map(String::as_str)) {
+            return Ok(());
+        }
+        return Err(Error::invalid(format!(
+            "source {name} is defined twice with other fields"
+        )));
+    }
+    let leaked: Vec<&'static str> = fields
+        .iter()
+        .map(|f| &*Box::leak(f.clone().into_boxed_str()))
+        .collect();
+    defined.insert(name.to_string(), Box::leak(leaked.into_boxed_slice()));
+    Ok(())
+}
+
+/// The configured sources' names, sorted.
+pub fn defined_sources() -> Vec<String> {
+    let defined = DEFINED.read().unwrap_or_else(|e| e.into_inner());
+    defined.keys().cloned().collect()
+}
+
+/// The source fields a bronze table keeps for a landing source (built in, or defined by the
+/// configuration), as text exactly as received.
 pub fn bronze_source_fields(source: &str) -> Option<&'static [&'static str]> {
+    builtin_fields(source).or_else(|| {
+        let defined = DEFINED.read().unwrap_or_else(|e| e.into_inner());
+        defined.get(source).copied()
+    })
+}
+
+/// The built-in sources' fields, as text exactly as received (numbers keep every digit). Field
+/// names are snake_case; Alpaca's one-letter names are spelled out (`ap` -> `ask_price`,
+/// `as` -> `ask_size`, `bp`, `bs`, `t` -> `timestamp`).
+fn builtin_fields(source: &str) -> Option<&'static [&'static str]> {
     Some(match source {
         "coincap_assets" => &[
             "id",

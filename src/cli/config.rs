@@ -10,6 +10,7 @@ use cryptolake_jobs::JobSettings;
 use cryptolake_jobs::job::landing::Landing;
 use cryptolake_jobs::pipeline::alerts::rules::{AlertRule, AlertSpec, parse_rules};
 use cryptolake_jobs::sources::api::{POLL_SOURCES, PollSettings};
+use cryptolake_jobs::sources::defined::SourceDef;
 use cryptolake_jobs::sources::kafka_config::KafkaConfig;
 use cryptolake_scheduler::{ScheduleSpec, SchedulerConfig};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,9 @@ pub struct Config {
     /// `[assets]`: how `run assets` keeps silver.assets.
     #[serde(skip_serializing_if = "AssetsConfig::is_default")]
     pub assets: AssetsConfig,
+    /// `[[source]]`: landing sources beyond the built-in ones, with their silver mapping.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source: Vec<SourceDef>,
     /// `[poll.<source>]`: how `cryptolake poll SOURCE` fetches each API.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub poll: BTreeMap<String, PollSettings>,
@@ -205,6 +209,8 @@ impl Config {
             )));
         }
         config.resolve(&base);
+        // Every job, on this process or an executor started with this file, knows them.
+        cryptolake_jobs::sources::defined::register(&config.source)?;
         Ok(config)
     }
 

@@ -25,3 +25,4 @@ mod poll;
 mod proxy;
 pub mod readers;
 pub mod scheduling;
+mod sources;

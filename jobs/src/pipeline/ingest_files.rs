@@ -84,6 +84,7 @@ impl IngestFiles {
                 .iter()
                 .chain(REFERENCE_SOURCES.iter())
                 .map(|s| s.to_string())
+                .chain(layout::defined_sources())
                 .collect(),
             full_listing: false,
         }

@@ -179,9 +179,12 @@ impl KafkaConfig {
             if t.topic.is_empty() {
                 return Err(Error::Usage("kafka.topics: a topic has no name".into()));
             }
-            if !TOPIC_FORMATS.contains(&t.format.as_str()) {
+            let defined = super::defined::lookup(&t.format)
+                .is_some_and(|d| d.def.kind != super::defined::SourceKind::None);
+            if !TOPIC_FORMATS.contains(&t.format.as_str()) && !defined {
                 return Err(Error::Usage(format!(
-                    "kafka topic {}: format {:?} is not one of {TOPIC_FORMATS:?}",
+                    "kafka topic {}: format {:?} is not one of {TOPIC_FORMATS:?} or a [[source]] \
+                     with a kind",
                     t.topic, t.format
                 )));
             }
@@ -194,6 +197,9 @@ impl KafkaConfig {
             }
             if cryptolake_catalog::layout::LANDING_SOURCES
                 .iter()
+                .chain(cryptolake_catalog::layout::REFERENCE_SOURCES.iter())
+                .map(|s| s.to_string())
+                .chain(cryptolake_catalog::layout::defined_sources())
                 .any(|s| table == format!("bronze.{s}"))
             {
                 return Err(Error::Usage(format!(

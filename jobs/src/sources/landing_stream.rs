@@ -238,7 +238,13 @@ pub fn decode_segment(
     file_id: &str,
     segment: &Segment,
 ) -> Result<(Vec<RecordBatch>, u64)> {
-    let fields = layout::bronze_source_fields(&scan.source).unwrap_or(&[]);
+    let fields = layout::bronze_source_fields(&scan.source).ok_or_else(|| {
+        Error::Usage(format!(
+            "source {} is not defined in this process: start it with the config file that \
+             defines the [[source]]",
+            scan.source
+        ))
+    })?;
     let decoder = RecordDecoder::new(&scan.source, fields);
     let mut records: Vec<Record<'_>> = Vec::new();
     for span in &segment.spans {

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bronze;
+pub mod defined;
 pub mod kafka;
 pub mod kafka_config;
 pub mod landing;
@@ -46,14 +47,25 @@ impl BronzeInput {
         }
     }
 
-    /// Every landing source's table.
+    /// Every landing source silver reads: the built-in market sources, then the configured
+    /// sources that map to quotes or trades.
     pub fn landing_sources() -> Vec<Self> {
-        LANDING_SOURCES.iter().map(|s| Self::landing(s)).collect()
+        let defined = defined::all()
+            .into_iter()
+            .filter(|d| d.def.kind != defined::SourceKind::None)
+            .map(|d| Self::landing(&d.def.name))
+            .collect::<Vec<_>>();
+        LANDING_SOURCES
+            .iter()
+            .map(|s| Self::landing(s))
+            .chain(defined)
+            .collect()
     }
 
     /// Whether rows in this format are trades (otherwise quotes).
     pub fn is_trades(format: &str) -> bool {
         format == "trades"
+            || defined::lookup(format).is_some_and(|d| d.def.kind == defined::SourceKind::Trades)
     }
 
     /// Checks the format is one silver knows.

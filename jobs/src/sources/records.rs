@@ -76,6 +76,8 @@ fn column_name<'k>(source: &str, key: &'k str) -> &'k str {
 pub struct RecordDecoder {
     source: String,
     fields: &'static [&'static str],
+    /// A configured source's definition: its records are where its pointer says.
+    defined: Option<std::sync::Arc<super::defined::Defined>>,
 }
 
 impl RecordDecoder {
@@ -84,6 +86,7 @@ impl RecordDecoder {
         Self {
             source: source.to_string(),
             fields,
+            defined: super::defined::lookup(source),
         }
     }
 
@@ -94,9 +97,84 @@ impl RecordDecoder {
 
     /// Appends the records of one top-level piece to `out`.
     pub fn decode<'a>(&self, piece: &Piece<'a>, out: &mut Vec<Record<'a>>) {
-        match piece {
-            Piece::Malformed(text) => out.push(Record::Raw(Cow::Owned(text.clone()))),
-            Piece::Json(text) => self.expand(text, &[], true, out),
+        match (piece, &self.defined) {
+            (Piece::Malformed(text), _) => out.push(Record::Raw(Cow::Owned(text.clone()))),
+            (Piece::Json(text), Some(d)) => {
+                let path: Vec<&str> = d.path.iter().map(String::as_str).collect();
+                self.follow(text, &path, &[], None, out)
+            }
+            (Piece::Json(text), None) => self.expand(text, &[], true, out),
+        }
+    }
+
+    /// A configured source: follows the pointer's `path` from `text`; each object where it
+    /// ends (or each element of an array there) is a record, with `key` (a `*` member's name)
+    /// in the definition's `key_field`. The keys beside the path are the records' envelope.
+    fn follow<'a>(
+        &self,
+        text: &'a str,
+        path: &[&str],
+        inherited: &[(Cow<'a, str>, &'a RawValue)],
+        key: Option<Cow<'a, str>>,
+        out: &mut Vec<Record<'a>>,
+    ) {
+        let Some((segment, rest)) = path.split_first() else {
+            if text.starts_with('[') {
+                match serde_json::from_str::<Vec<&'a RawValue>>(text) {
+                    Ok(items) => items
+                        .into_iter()
+                        .for_each(|v| self.follow(v.get(), &[], inherited, key.clone(), out)),
+                    Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
+                }
+                return;
+            }
+            match serde_json::from_str::<Object<'a>>(text) {
+                Ok(object) => {
+                    let mut record = self.fields_of(&object, inherited);
+                    let key_col = self
+                        .defined
+                        .as_ref()
+                        .and_then(|d| d.def.key_field.as_deref())
+                        .and_then(|k| self.fields.iter().position(|f| *f == k));
+                    if let (Record::Fields { values, .. }, Some(col), Some(key)) =
+                        (&mut record, key_col, key)
+                    {
+                        values.retain(|(c, _)| *c != col);
+                        values.push((col, key));
+                    }
+                    out.push(record);
+                }
+                Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
+            }
+            return;
+        };
+        if *segment == "*" {
+            if text.starts_with('[') {
+                match serde_json::from_str::<Vec<&'a RawValue>>(text) {
+                    Ok(items) => items
+                        .into_iter()
+                        .for_each(|v| self.follow(v.get(), rest, inherited, None, out)),
+                    Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
+                }
+                return;
+            }
+            match serde_json::from_str::<Object<'a>>(text) {
+                Ok(object) => object
+                    .into_iter()
+                    .for_each(|(k, v)| self.follow(v.get(), rest, inherited, Some(k), out)),
+                Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
+            }
+            return;
+        }
+        match serde_json::from_str::<Object<'a>>(text) {
+            Ok(object) => match object.get(*segment) {
+                Some(inner) => {
+                    let envelope = envelope_of(&object, segment, inherited);
+                    self.follow(inner.get(), rest, &envelope, key, out)
+                }
+                None => out.push(Record::Raw(Cow::Borrowed(text))),
+            },
+            Err(_) => out.push(Record::Raw(Cow::Borrowed(text))),
         }
     }
 

@@ -1,6 +1,7 @@
 //! One bronze record of a source into one silver row, or the reason it cannot be.
 
 use super::parse::{normalize_symbol, parse_decimal, parse_time, symbol_of};
+use crate::sources::defined::{Defined, SourceKind, TimeFormat};
 
 /// A normalized quote (prices scaled by 10^16, times in UTC microseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,8 +151,125 @@ pub fn normalize(source: &str, f: &impl Fields) -> Result<Normalized, String> {
             })
         }
         "trades" => Normalized::Trade(trade(f)?),
-        other => return Err(format!("unknown source {other}")),
+        other => match crate::sources::defined::lookup(other) {
+            Some(d) => return mapped(&d, f),
+            None => return Err(format!("unknown source {other}")),
+        },
     })
+}
+
+/// Normalizes one record of a configured source by its mapping (validated: every field it
+/// names is one of the source's).
+fn mapped(d: &Defined, f: &impl Fields) -> Result<Normalized, String> {
+    let m = &d.def.mapping;
+    let name = |v: &Option<String>| v.clone().unwrap_or_default();
+    let default_quote = m.default_quote.as_deref().unwrap_or("USD");
+    let sym = match (&m.symbol, &m.base) {
+        (Some(field), _) => normalize_symbol(required(f, field)?, default_quote)
+            .map_err(|e| format!("{field}: {e}"))?,
+        (None, Some(base_field)) => {
+            let base = required(f, base_field)?;
+            let quote = m
+                .quote
+                .as_deref()
+                .and_then(|q| f.get(q))
+                .unwrap_or(default_quote);
+            symbol_of(base.trim(), quote.trim())
+                .ok_or_else(|| format!("{base_field}: `{base}-{quote}` is not a symbol"))?
+        }
+        (None, None) => return Err("the mapping names no symbol".into()),
+    };
+    let time_field = name(&m.event_time);
+    let event_us = mapped_time(&d.time, required(f, &time_field)?)
+        .map_err(|e| format!("{time_field}: {e}"))?;
+    let opt = |v: &Option<String>| -> Result<Option<i128>, String> {
+        match v {
+            Some(field) => non_negative(f, field),
+            None => Ok(None),
+        }
+    };
+    if d.def.kind == SourceKind::Trades {
+        let side_field = name(&m.side);
+        let side = match required(f, &side_field)?
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "buy" | "b" => "buy",
+            "sell" | "s" => "sell",
+            other => return Err(format!("{side_field}: `{other}` is neither buy nor sell")),
+        };
+        return Ok(Normalized::Trade(Trade {
+            trade_id: required(f, &name(&m.trade_id))?.trim().to_string(),
+            user_id: match &m.user_id {
+                Some(u) => f.get(u).unwrap_or_default().trim().to_string(),
+                None => String::new(),
+            },
+            symbol: sym,
+            side,
+            quantity: positive(f, &name(&m.quantity))?,
+            price: positive(f, &name(&m.price))?,
+            event_us,
+        }));
+    }
+    let (bid, ask) = (opt(&m.bid)?, opt(&m.ask)?);
+    if let (Some(b), Some(a)) = (bid, ask)
+        && a < b
+    {
+        return Err(format!("{} is below {}", name(&m.ask), name(&m.bid)));
+    }
+    let price = match (&m.price, bid, ask) {
+        (Some(field), _, _) => positive(f, field)?,
+        (None, Some(b), Some(a)) if b > 0 => (b + a + 1) / 2,
+        (None, _, _) => {
+            return Err(format!(
+                "{} and {} are needed for the mid price",
+                name(&m.bid),
+                name(&m.ask)
+            ));
+        }
+    };
+    Ok(Normalized::Quote(Quote {
+        symbol: sym,
+        price,
+        bid,
+        ask,
+        bid_size: opt(&m.bid_size)?,
+        ask_size: opt(&m.ask_size)?,
+        volume_24h: opt(&m.volume_24h)?,
+        market_cap: opt(&m.market_cap)?,
+        event_us,
+    }))
+}
+
+/// A configured source's event time in UTC microseconds.
+fn mapped_time(format: &TimeFormat, text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    match format {
+        TimeFormat::Auto => parse_time(t),
+        TimeFormat::Rfc3339 => chrono::DateTime::parse_from_rfc3339(t)
+            .map(|d| d.timestamp_micros())
+            .map_err(|e| format!("`{text}` is not an RFC 3339 time: {e}")),
+        TimeFormat::Epoch(per_second) => {
+            // Digits only, optionally with a fraction: exact, no float.
+            let value = parse_decimal(t).map_err(|_| format!("`{text}` is not an epoch number"))?;
+            // value is scaled by 10^16: microseconds = value * 10^6 / 10^16 / per_second.
+            let us = value / (i128::from(*per_second) * 10_i128.pow(10));
+            i64::try_from(us).map_err(|_| format!("`{text}` is out of range"))
+        }
+        TimeFormat::Pattern(pattern, tz) => {
+            if let Ok(d) = chrono::DateTime::parse_from_str(t, pattern) {
+                return Ok(d.timestamp_micros());
+            }
+            let naive = chrono::NaiveDateTime::parse_from_str(t, pattern)
+                .map_err(|e| format!("`{text}` does not match `{pattern}`: {e}"))?;
+            use chrono::TimeZone;
+            tz.from_local_datetime(&naive)
+                .earliest()
+                .map(|d| d.timestamp_micros())
+                .ok_or_else(|| format!("`{text}` does not exist in {tz}"))
+        }
+    }
 }
 
 /// Normalizes one trade record.

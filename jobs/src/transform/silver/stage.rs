@@ -551,6 +551,10 @@ fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
 fn raw_reason(raw: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(raw) {
         Err(e) => format!("invalid JSON: {e}"),
+        // Only a configured source keeps a whole object raw: its pointer found no records.
+        Ok(serde_json::Value::Object(_)) => {
+            "no records where the source's `records` pointer points".to_string()
+        }
         Ok(_) => "record is not a JSON object".to_string(),
     }
 }
