@@ -163,3 +163,47 @@ fn a_definition_that_does_not_validate_is_a_usage_error_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mapping.time_format: `unix`"));
 }
+
+#[test]
+fn a_field_added_to_a_definition_becomes_a_column_by_schema_evolution() {
+    let p = project(ACME);
+    let dir = p.path().join("lake/landing/acme_ticks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tick = |venue: &str, ms: u64| {
+        format!(
+            r#"{{"payload":{{"ticks":{{"btc_usdt":{{"px":"1.5","ts":{ms},"venue":"{venue}"}}}}}}}}"#
+        )
+    };
+    std::fs::write(dir.join("1.json"), tick("x", 1_767_225_600_000)).unwrap();
+    p.ok(&["run", "ingest-files"]);
+    // The user now wants `venue` as a column: one field more in the definition.
+    let config = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        config.replace("\"q\", \"ts\"]", "\"q\", \"ts\", \"venue\"]"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("2.json"), tick("y", 1_767_225_601_000)).unwrap();
+    p.ok(&["run", "ingest-files"]);
+    let history = p.json(&["table", "history", "bronze.acme_ticks"]);
+    let changes: Vec<String> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["schema_change"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(changes, ["-", "+venue"]);
+    // The first file's venue stays where it landed (_extra); the second's is in its column.
+    assert_eq!(
+        p.rows_text(
+            "SELECT _file, pair, px, venue, _extra FROM bronze.acme_ticks ORDER BY _file",
+            &["_file", "pair", "px", "venue", "_extra"],
+        ),
+        [
+            r#"acme_ticks/1.json|btc_usdt|1.5|-|{"venue":"x"}"#,
+            "acme_ticks/2.json|btc_usdt|1.5|y|-",
+        ]
+    );
+    p.ok(&["run", "silver"]);
+    assert_eq!(p.count("silver.quotes"), 2);
+}

@@ -209,7 +209,8 @@ async fn silver_fixture() -> (Fixture, LogicalPlan, Arc<crate::physical_plan::Si
         .await
         .unwrap();
     let schema = crate::iceberg::writer::arrow_schema(&bronze).unwrap();
-    let mut rows = BronzeBuilder::new(schema, 1_767_225_600_000_000);
+    let fields = cryptolake_catalog::layout::bronze_source_fields("trades").unwrap();
+    let mut rows = BronzeBuilder::new(schema, fields, 1_767_225_600_000_000);
     let trade = |id: &'static str, price: &'static str| {
         let values = [
             id,

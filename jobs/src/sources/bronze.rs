@@ -11,11 +11,30 @@ use arrow::datatypes::SchemaRef;
 use super::records::Record;
 use crate::Result;
 
+/// Bronze's own columns (and the Kafka ones, which [`super::kafka`] fills), never a source
+/// field.
+const META: [&str; 10] = [
+    "_raw",
+    "_file",
+    "_record",
+    "_ingest_time",
+    "_extra",
+    "_kafka_partition",
+    "_kafka_offset",
+    "_kafka_timestamp",
+    "_kafka_key",
+    "_kafka_headers",
+];
+
 /// Accumulates bronze rows for one source.
 #[derive(Debug)]
 pub struct BronzeBuilder {
     schema: SchemaRef,
+    /// One builder per source column of the schema, in its order.
     fields: Vec<StringBuilder>,
+    /// Per record field (the decoder's numbering), its builder; `None` for a field the table
+    /// has no column for.
+    slots: Vec<Option<usize>>,
     raw: StringBuilder,
     file: StringBuilder,
     record: Int64Builder,
@@ -27,14 +46,27 @@ pub struct BronzeBuilder {
 }
 
 impl BronzeBuilder {
-    /// `schema` is the bronze table's Arrow schema: the source columns, then `_raw`, `_file`,
-    /// `_record`, `_ingest_time` and, in tables that have it, `_extra` (found by name).
-    pub fn new(schema: SchemaRef, ingest_us: i64) -> Self {
-        let n = schema.index_of("_raw").unwrap_or(schema.fields().len());
+    /// `schema` is the bronze table's Arrow schema: the source columns, `_raw`, `_file`,
+    /// `_record`, `_ingest_time` and, in tables that have it, `_extra`, found by name (a column
+    /// a table gained by schema evolution comes after them). `fields` are the source's fields
+    /// in the order a [`Record`] numbers them.
+    pub fn new(schema: SchemaRef, fields: &[&str], ingest_us: i64) -> Self {
         let extra = schema.index_of("_extra").ok().map(|_| StringBuilder::new());
+        // The schema's source columns, in its order; each record field's builder among them.
+        let columns: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| !META.contains(&n.as_str()))
+            .collect();
+        let slots = fields
+            .iter()
+            .map(|f| columns.iter().position(|c| c == f))
+            .collect();
         Self {
             schema,
-            fields: (0..n).map(|_| StringBuilder::new()).collect(),
+            fields: columns.iter().map(|_| StringBuilder::new()).collect(),
+            slots,
             raw: StringBuilder::new(),
             file: StringBuilder::new(),
             record: Int64Builder::new(),
@@ -59,8 +91,8 @@ impl BronzeBuilder {
             Record::Fields { values, extra } => {
                 let mut row: Vec<Option<&str>> = vec![None; self.fields.len()];
                 for (col, text) in values {
-                    if let Some(slot) = row.get_mut(*col) {
-                        *slot = Some(text.as_ref());
+                    if let Some(Some(i)) = self.slots.get(*col) {
+                        row[*i] = Some(text.as_ref());
                     }
                 }
                 for (builder, value) in self.fields.iter_mut().zip(row) {

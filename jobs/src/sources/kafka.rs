@@ -315,7 +315,7 @@ impl MessageRows {
         ));
         let fields = layout::bronze_source_fields(&scan.format).unwrap_or(&[]);
         Self {
-            bronze: BronzeBuilder::new(bronze_schema, scan.ingest_us),
+            bronze: BronzeBuilder::new(bronze_schema, fields, scan.ingest_us),
             decoder: RecordDecoder::new(&scan.format, fields),
             schema: scan.schema.clone(),
             file: format!("{}/{partition}", scan.topic),

@@ -250,7 +250,7 @@ pub fn decode_segment(
     for span in &segment.spans {
         decoder.decode(&piece(&segment.bytes, span.clone()), &mut records);
     }
-    let mut builder = BronzeBuilder::new(scan.schema.clone(), scan.ingest_us);
+    let mut builder = BronzeBuilder::new(scan.schema.clone(), fields, scan.ingest_us);
     let mut batches = Vec::new();
     for (index, record) in records.iter().enumerate() {
         builder.push(file_id, index as i64, record);
