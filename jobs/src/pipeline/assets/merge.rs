@@ -5,10 +5,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-/// One row of `silver.assets`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AssetRow {
-    pub id: String,
+/// What CoinCap says of an asset: the attributes an upsert compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
     pub symbol: Option<String>,
     pub name: Option<String>,
     pub rank: Option<i32>,
@@ -16,6 +15,13 @@ pub struct AssetRow {
     pub supply: Option<i128>,
     pub max_supply: Option<i128>,
     pub market_cap_usd: Option<i128>,
+}
+
+/// One row of `silver.assets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetRow {
+    pub id: String,
+    pub attrs: Attributes,
     pub icon_url: Option<String>,
     pub updated_us: i64,
     pub valid_from_us: i64,
@@ -26,12 +32,7 @@ pub struct AssetRow {
 /// An asset's newest state in CoinCap's answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssetState {
-    pub symbol: Option<String>,
-    pub name: Option<String>,
-    pub rank: Option<i32>,
-    pub supply: Option<i128>,
-    pub max_supply: Option<i128>,
-    pub market_cap_usd: Option<i128>,
+    pub attrs: Attributes,
     pub updated_us: i64,
 }
 
@@ -52,33 +53,12 @@ pub struct Merged {
 
 impl AssetRow {
     fn same_attributes(&self, other: &AssetRow) -> bool {
-        (
-            &self.symbol,
-            &self.name,
-            self.rank,
-            self.supply,
-            self.max_supply,
-            self.market_cap_usd,
-            &self.icon_url,
-        ) == (
-            &other.symbol,
-            &other.name,
-            other.rank,
-            other.supply,
-            other.max_supply,
-            other.market_cap_usd,
-            &other.icon_url,
-        )
+        self.attrs == other.attrs && self.icon_url == other.icon_url
     }
 
     fn with_state(&self, s: &AssetState) -> AssetRow {
         AssetRow {
-            symbol: s.symbol.clone(),
-            name: s.name.clone(),
-            rank: s.rank,
-            supply: s.supply,
-            max_supply: s.max_supply,
-            market_cap_usd: s.market_cap_usd,
+            attrs: s.attrs.clone(),
             updated_us: s.updated_us,
             ..self.clone()
         }
@@ -125,12 +105,7 @@ pub fn merge(
             None => {
                 let row = AssetRow {
                     id: id.clone(),
-                    symbol: state.symbol.clone(),
-                    name: state.name.clone(),
-                    rank: state.rank,
-                    supply: state.supply,
-                    max_supply: state.max_supply,
-                    market_cap_usd: state.market_cap_usd,
+                    attrs: state.attrs.clone(),
                     icon_url: None,
                     updated_us: state.updated_us,
                     valid_from_us: state.updated_us,
@@ -144,7 +119,7 @@ pub fn merge(
     for (id, &(f, i)) in &current {
         let row = &files[f][i];
         if !next.contains_key(id)
-            && icon_of(icons, row.symbol.as_deref())
+            && icon_of(icons, row.attrs.symbol.as_deref())
                 .is_some_and(|(url, _)| Some(url) != row.icon_url.as_ref())
         {
             next.insert(id.clone(), (row.clone(), Some((f, i))));
@@ -152,7 +127,7 @@ pub fn merge(
     }
     for (_, (mut row, at)) in next {
         let mut changed_at = row.updated_us;
-        if let Some((url, ingested)) = icon_of(icons, row.symbol.as_deref())
+        if let Some((url, ingested)) = icon_of(icons, row.attrs.symbol.as_deref())
             && row.icon_url.as_ref() != Some(url)
         {
             row.icon_url = Some(url.clone());
@@ -203,12 +178,14 @@ mod tests {
 
     fn state(symbol: &str, rank: i32, supply: i128, at: i64) -> AssetState {
         AssetState {
-            symbol: Some(symbol.into()),
-            name: Some(format!("{symbol} coin")),
-            rank: Some(rank),
-            supply: Some(supply * E16),
-            max_supply: None,
-            market_cap_usd: Some(supply * 2 * E16),
+            attrs: Attributes {
+                symbol: Some(symbol.into()),
+                name: Some(format!("{symbol} coin")),
+                rank: Some(rank),
+                supply: Some(supply * E16),
+                max_supply: None,
+                market_cap_usd: Some(supply * 2 * E16),
+            },
             updated_us: at,
         }
     }
@@ -289,7 +266,7 @@ mod tests {
             (
                 second.rows[0].valid_from_us,
                 second.rows[0].valid_to_us,
-                second.rows[0].supply
+                second.rows[0].attrs.supply
             ),
             (10, Some(30), Some(19 * E16))
         );
@@ -297,7 +274,7 @@ mod tests {
             (
                 second.rows[1].valid_from_us,
                 second.rows[1].valid_to_us,
-                second.rows[1].supply
+                second.rows[1].attrs.supply
             ),
             (30, None, Some(20 * E16))
         );

@@ -14,7 +14,7 @@ use arrow::datatypes::{
 };
 use cryptolake_catalog::layout::DECIMAL_SCALE;
 
-use super::merge::{AssetRow, AssetState, Icons};
+use super::merge::{AssetRow, AssetState, Attributes, Icons};
 use crate::iceberg::writer::conform;
 use crate::transform::silver::parse::{parse_decimal, parse_time};
 use crate::{Error, Result};
@@ -114,12 +114,14 @@ fn state_of(cols: &[ArrayRef], i: usize) -> std::result::Result<(String, AssetSt
     Ok((
         id,
         AssetState {
-            symbol: get(1),
-            name: get(2),
-            rank,
-            supply: decimal(4, "supply")?,
-            max_supply: decimal(5, "max_supply")?,
-            market_cap_usd: decimal(6, "market_cap_usd")?,
+            attrs: Attributes {
+                symbol: get(1),
+                name: get(2),
+                rank,
+                supply: decimal(4, "supply")?,
+                max_supply: decimal(5, "max_supply")?,
+                market_cap_usd: decimal(6, "market_cap_usd")?,
+            },
             updated_us,
         },
     ))
@@ -171,15 +173,15 @@ pub fn to_batch(rows: &[AssetRow], schema: &SchemaRef) -> Result<RecordBatch> {
     };
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("id", text(|r| Some(&r.id))),
-        ("symbol", text(|r| r.symbol.as_deref())),
-        ("name", text(|r| r.name.as_deref())),
+        ("symbol", text(|r| r.attrs.symbol.as_deref())),
+        ("name", text(|r| r.attrs.name.as_deref())),
         (
             "rank",
-            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.rank))),
+            Arc::new(Int32Array::from_iter(rows.iter().map(|r| r.attrs.rank))),
         ),
-        ("supply", decimal(|r| r.supply)?),
-        ("max_supply", decimal(|r| r.max_supply)?),
-        ("market_cap_usd", decimal(|r| r.market_cap_usd)?),
+        ("supply", decimal(|r| r.attrs.supply)?),
+        ("max_supply", decimal(|r| r.attrs.max_supply)?),
+        ("market_cap_usd", decimal(|r| r.attrs.market_cap_usd)?),
         ("icon_url", text(|r| r.icon_url.as_deref())),
         ("updated_at", time(|r| Some(r.updated_us))),
         ("valid_from", time(|r| Some(r.valid_from_us))),
@@ -221,14 +223,16 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<AssetRow>> {
     Ok((0..batch.num_rows())
         .map(|i| AssetRow {
             id: text(&id, i).unwrap_or_default(),
-            symbol: text(&symbol, i),
-            name: text(&name, i),
-            rank: rank
-                .is_valid(i)
-                .then(|| rank.as_primitive::<Int32Type>().value(i)),
-            supply: d(&supply, i),
-            max_supply: d(&max_supply, i),
-            market_cap_usd: d(&cap, i),
+            attrs: Attributes {
+                symbol: text(&symbol, i),
+                name: text(&name, i),
+                rank: rank
+                    .is_valid(i)
+                    .then(|| rank.as_primitive::<Int32Type>().value(i)),
+                supply: d(&supply, i),
+                max_supply: d(&max_supply, i),
+                market_cap_usd: d(&cap, i),
+            },
             icon_url: text(&icon, i),
             updated_us: t(&updated, i).unwrap_or_default(),
             valid_from_us: t(&from, i).unwrap_or_default(),
@@ -248,12 +252,14 @@ mod tests {
         let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema).unwrap());
         let row = AssetRow {
             id: "bitcoin".into(),
-            symbol: Some("BTC".into()),
-            name: Some("Bitcoin".into()),
-            rank: Some(1),
-            supply: Some(196_000_000_000_000_000_000_000),
-            max_supply: None,
-            market_cap_usd: Some(1),
+            attrs: Attributes {
+                symbol: Some("BTC".into()),
+                name: Some("Bitcoin".into()),
+                rank: Some(1),
+                supply: Some(196_000_000_000_000_000_000_000),
+                max_supply: None,
+                market_cap_usd: Some(1),
+            },
             icon_url: Some("https://i/btc.png".into()),
             updated_us: 10,
             valid_from_us: 10,
@@ -295,7 +301,10 @@ mod tests {
         read.add(&batch).unwrap();
         assert_eq!(read.records, 3);
         assert_eq!(read.states.len(), 1);
-        assert_eq!(read.states["bitcoin"].supply, Some(15_000_000_000_000_000));
+        assert_eq!(
+            read.states["bitcoin"].attrs.supply,
+            Some(15_000_000_000_000_000)
+        );
         assert_eq!(
             read.rejected,
             vec!["f#2: supply: `lots` is not a decimal number".to_string()]
