@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use iceberg::spec::{
-    NestedField, PrimitiveType, Schema, SchemaRef, Transform, Type, UnboundPartitionSpec,
+    NestedField, PrimitiveType, Schema, SchemaRef, TableMetadata, Transform, Type,
+    UnboundPartitionSpec,
 };
 use iceberg::{NamespaceIdent, TableCreation, TableIdent};
 
@@ -415,6 +416,9 @@ fn candles(name: &str, transform: Transform, part_name: &'static str) -> TableLa
             // `vwap` divides by `volume`, kept so that hours are rolled up from minutes exactly.
             // Last, as schema evolution added it to tables created before.
             opt("notional", Decimal),
+            // The asset's name (`Bitcoin` for `BTC-USD`) from `silver.assets` when the candle
+            // was computed; empty before `run assets` knows the asset. Added after `notional`.
+            opt("asset_name", Str),
         ],
         partition: vec![part("window_start", transform, part_name)],
     }
@@ -556,6 +560,46 @@ impl TableLayout {
         Ok(out)
     }
 
+    /// That `metadata`'s default partition spec is this layout's (the same source columns and
+    /// transforms, in order). Every job writes a layout's tables by its own spec, and the
+    /// readers of silver and gold prune by it: a table whose spec another writer changed
+    /// (PyIceberg's `update_spec`, Spark's `ADD PARTITION FIELD`) is refused with a usage error
+    /// rather than written or read under assumptions that no longer hold.
+    pub fn check_partition_spec(&self, metadata: &TableMetadata) -> Result<()> {
+        let spec = metadata.default_partition_spec();
+        let schema = metadata.current_schema();
+        let show = |column: &str, transform: Transform| match transform {
+            Transform::Identity => column.to_string(),
+            t => format!("{t}({column})"),
+        };
+        let have: Vec<String> = spec
+            .fields()
+            .iter()
+            .map(|f| {
+                let column = schema.name_by_field_id(f.source_id).unwrap_or("?");
+                show(column, f.transform)
+            })
+            .collect();
+        let want: Vec<String> = self
+            .partition
+            .iter()
+            .map(|p| show(p.column, p.transform))
+            .collect();
+        if have == want {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "{}.{} is partitioned by ({}) (spec {}), not by ({}) as cryptolake writes it: \
+             another writer changed its partition spec; set it back (PyIceberg `update_spec`, \
+             Spark `ALTER TABLE ... DROP/ADD PARTITION FIELD`) for cryptolake's jobs to use it",
+            self.namespace,
+            self.name,
+            have.join(", "),
+            spec.spec_id(),
+            want.join(", ")
+        )))
+    }
+
     /// The unbound partition spec.
     pub fn partition_spec(&self) -> Result<UnboundPartitionSpec> {
         let mut builder = UnboundPartitionSpec::builder().with_spec_id(0);
@@ -586,6 +630,15 @@ impl TableLayout {
             .properties(properties)
             .build())
     }
+}
+
+/// The layout of the pipeline's table `ident`, if it is one of them (defined sources included).
+pub fn layout_of(ident: &TableIdent) -> Option<TableLayout> {
+    let name = ident.name();
+    if ident.namespace().to_url_string() == "bronze" {
+        return bronze(name).ok();
+    }
+    all_layouts().into_iter().find(|l| &l.ident() == ident)
 }
 
 /// Every table the pipeline writes.

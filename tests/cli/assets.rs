@@ -227,3 +227,36 @@ fn with_history_every_version_is_kept_with_its_validity() {
     let current = p.sql("SELECT count(*) AS n FROM silver.assets WHERE valid_to IS NULL");
     assert_eq!(current[0]["n"], 3);
 }
+
+/// Candles carry the name `silver.assets` gives their base asset: the current version (not
+/// one a later refresh closed), nothing for an asset it does not know, in minutes and hours.
+#[test]
+fn candles_carry_the_current_asset_name() {
+    let api = FakeApi::start();
+    let p = project(true);
+    for (coincap, icons) in refreshes() {
+        refresh(&p, &api, &coincap, icons);
+    }
+    // BTC, ETH, XRP, LTC and SOL quotes and trades.
+    p.minute(3, "5", &[]);
+    for table in ["gold.candles_1m", "gold.candles_1h"] {
+        let names = p.rows_text(
+            &format!(
+                "SELECT DISTINCT split_part(symbol, '-', 1) AS base, asset_name FROM {table} \
+                 ORDER BY base"
+            ),
+            &["base", "asset_name"],
+        );
+        assert_eq!(
+            names,
+            [
+                "BTC|Bitcoin",
+                "ETH|Ethereum",
+                "LTC|-",
+                "SOL|Solana Mainnet",
+                "XRP|-"
+            ],
+            "{table}"
+        );
+    }
+}

@@ -11,7 +11,9 @@ use futures::{StreamExt, TryStreamExt};
 use iceberg::Runtime;
 use iceberg::arrow::ArrowReaderBuilder;
 use iceberg::scan::{ArrowRecordBatchStream, FileScanTask};
-use iceberg::spec::{DataFile, Manifest, ManifestFile, ManifestStatus, Operation, SnapshotRef};
+use iceberg::spec::{
+    DataFile, Manifest, ManifestContentType, ManifestFile, ManifestStatus, Operation, SnapshotRef,
+};
 use iceberg::table::Table;
 
 use crate::{Error, Result};
@@ -53,19 +55,24 @@ pub fn snapshots_after(table: &Table, after: Option<i64>) -> Result<Vec<Snapshot
 }
 
 /// Files appended by each snapshot after `after`. `replace` snapshots (compaction) add no new
-/// rows and are skipped, as Spark's incremental Iceberg reads do.
+/// rows and are skipped, as Spark's incremental Iceberg reads do. So are another writer's
+/// `delete` and `overwrite` snapshots (PyIceberg's or Athena's `DELETE`, an `UPDATE`), as with
+/// Spark's `streaming-skip-delete-snapshots` and `streaming-skip-overwrite-snapshots`: the
+/// rows they rewrite were read when they were appended, and reading them again would count
+/// them twice. Jobs whose output depends on deleted rows check [`rewritten_since`].
 pub async fn appended_since(table: &Table, after: Option<i64>) -> Result<Vec<AppendedFiles>> {
     let mut out = Vec::new();
     for snapshot in snapshots_after(table, after)? {
         match snapshot.summary().operation {
             Operation::Append => {}
-            Operation::Replace => continue,
-            ref op => {
-                return Err(Error::Internal(format!(
-                    "{} snapshot {} is a {op:?}: incremental reads only follow appends",
-                    table.identifier(),
-                    snapshot.snapshot_id()
-                )));
+            Operation::Replace | Operation::Delete => continue,
+            Operation::Overwrite => {
+                tracing::warn!(
+                    table = %table.identifier(),
+                    snapshot = snapshot.snapshot_id(),
+                    "an overwrite by another writer: the rows it rewrote are not read again"
+                );
+                continue;
             }
         }
         let id = snapshot.snapshot_id();
@@ -75,6 +82,7 @@ pub async fn appended_since(table: &Table, after: Option<i64>) -> Result<Vec<App
             .iter()
             .filter(|m| m.added_snapshot_id == id)
             .collect();
+        refuse_delete_files(table, added.iter().copied())?;
         let mut files = Vec::new();
         for manifest in manifests(table, added).await? {
             files.extend(
@@ -91,6 +99,38 @@ pub async fn appended_since(table: &Table, after: Option<i64>) -> Result<Vec<App
         });
     }
     Ok(out)
+}
+
+/// The first snapshot after `after` that rewrote or deleted rows (`overwrite`, `delete`: another
+/// writer's, such as PyIceberg's or Athena's `DELETE`); `None` when there were only appends and
+/// compactions. Jobs that keep derived rows recompute from the table's current state then.
+pub fn rewritten_since(table: &Table, after: Option<i64>) -> Result<Option<SnapshotRef>> {
+    Ok(snapshots_after(table, after)?.into_iter().find(|s| {
+        matches!(
+            s.summary().operation,
+            Operation::Overwrite | Operation::Delete
+        )
+    }))
+}
+
+/// Delete files (merge-on-read, as Athena and Spark write for `DELETE` and `UPDATE`) are not
+/// applied by cryptolake's reads: a read that met them would return deleted rows, so it stops
+/// with a usage error instead.
+fn refuse_delete_files<'a>(
+    table: &Table,
+    manifests: impl IntoIterator<Item = &'a ManifestFile>,
+) -> Result<()> {
+    let deletes = count_delete_manifests(manifests);
+    if deletes == 0 {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{} has delete files (merge-on-read deletes, in {deletes} manifest(s)), which cryptolake \
+         does not apply: rewrite them into the data files first (Athena `OPTIMIZE {} REWRITE \
+         DATA USING BIN_PACK`, Spark `rewrite_data_files` with `delete-file-threshold` 1)",
+        table.identifier(),
+        table.identifier()
+    )))
 }
 
 /// Scan tasks for whole data files of the table's current schema, projecting `columns` (all
@@ -233,12 +273,33 @@ pub fn read(
     Ok(reader.read(stream)?.stream())
 }
 
-/// Live data files of the current snapshot, read from its manifests.
+/// Manifests of delete files that still hold live ones.
+fn count_delete_manifests<'a>(manifests: impl IntoIterator<Item = &'a ManifestFile>) -> usize {
+    manifests
+        .into_iter()
+        .filter(|m| m.content == ManifestContentType::Deletes)
+        .filter(|m| m.added_files_count.unwrap_or(1) + m.existing_files_count.unwrap_or(1) > 0)
+        .count()
+}
+
+/// How many manifests of live delete files the current snapshot has (0: reads see every row
+/// as the data files hold it).
+pub async fn delete_manifests(table: &Table) -> Result<usize> {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
+        return Ok(0);
+    };
+    let list = cache::manifest_list(table, snapshot).await?;
+    Ok(count_delete_manifests(list.entries()))
+}
+
+/// Live data files of the current snapshot, read from its manifests; a usage error when the
+/// table has delete files, which no caller would apply.
 pub async fn live_data_files(table: &Table) -> Result<Vec<DataFile>> {
     let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(Vec::new());
     };
     let list = cache::manifest_list(table, snapshot).await?;
+    refuse_delete_files(table, list.entries())?;
     let mut out = Vec::new();
     for manifest in manifests(table, list.entries()).await? {
         out.extend(

@@ -73,9 +73,15 @@ pub struct GoldInput {
 #[derive(Debug, Clone, Serialize)]
 pub struct GoldTablePlan {
     pub table: String,
-    /// The table lacks columns its layout has (created by an older cryptolake): it gains them
-    /// and every key is computed again from all of silver, replacing every old row.
+    /// Every row is computed again from silver's current rows, and the table's old files all
+    /// leave: it lacks columns its layout has (created by an older cryptolake; it gains them),
+    /// another writer deleted or rewrote silver rows since the bookmark, which no incremental
+    /// update can follow (a deleted row's keys would keep its values), or expired the
+    /// bookmark's snapshot.
     pub rebuild: bool,
+    /// Why the table is rebuilt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild_reason: Option<String>,
     pub inputs: Vec<GoldInput>,
     #[serde(skip)]
     output: Option<GoldOutput>,
@@ -111,13 +117,8 @@ impl Gold {
                 .lake
                 .table_if_exists(&output.layout.ident())
                 .await?;
-            let rebuild = match &gold {
-                Some(g) => !output
-                    .layout
-                    .missing_columns(g.metadata().current_schema())?
-                    .is_empty(),
-                None => false,
-            };
+            let rebuild_reason = self.rebuild_reason(&output, gold.as_ref(), &silver)?;
+            let rebuild = rebuild_reason.is_some();
             let mut inputs = Vec::new();
             for &input in output.inputs {
                 let Some(table) = &silver[&input] else {
@@ -130,20 +131,27 @@ impl Gold {
                     Some(g) => crate::bookmarks::snapshot_bookmark(g, &bookmark_key(input))?,
                     None => None,
                 };
-                let since = if rebuild { None } else { bookmark };
-                if since == Some(current) {
+                if !rebuild && bookmark == Some(current) {
                     continue;
                 }
-                let appended = scan::appended_since(table, since).await?;
-                if appended.is_empty() {
+                // A rebuild reads silver as it is now; otherwise what was appended since.
+                let files: Vec<DataFile> = if rebuild {
+                    scan::live_data_files(table).await?
+                } else {
+                    scan::appended_since(table, bookmark)
+                        .await?
+                        .into_iter()
+                        .flat_map(|a| a.files)
+                        .collect()
+                };
+                if files.is_empty() && !rebuild {
                     // Only `replace` snapshots (compaction) since the bookmark: nothing new.
                     continue;
                 }
-                let files: Vec<DataFile> = appended.into_iter().flat_map(|a| a.files).collect();
                 inputs.push(GoldInput {
                     silver: input,
                     bookmark,
-                    since,
+                    since: if rebuild { None } else { bookmark },
                     through_snapshot: current,
                     new_files: files.len(),
                     new_records: files.iter().map(|f| f.record_count()).sum(),
@@ -154,12 +162,58 @@ impl Gold {
                 tables.push(GoldTablePlan {
                     table: output.layout.ident().to_string(),
                     rebuild,
+                    rebuild_reason,
                     inputs,
                     output: Some(output),
                 });
             }
         }
         Ok(GoldPlan { tables })
+    }
+
+    /// Why `output`'s table must be rebuilt, if it must: columns its layout has and it lacks,
+    /// a silver table it reads rewritten (rows deleted or overwritten by another writer) since
+    /// its bookmark, or its bookmark's snapshot no longer in silver's history.
+    fn rebuild_reason(
+        &self,
+        output: &GoldOutput,
+        gold: Option<&Table>,
+        silver: &BTreeMap<SilverTable, Option<Table>>,
+    ) -> Result<Option<String>> {
+        let Some(gold) = gold else {
+            return Ok(None);
+        };
+        let missing = output
+            .layout
+            .missing_columns(gold.metadata().current_schema())?;
+        if let Some((name, _)) = missing.first() {
+            return Ok(Some(format!("the table lacks column {name}")));
+        }
+        for &input in output.inputs {
+            let Some(table) = &silver[&input] else {
+                continue;
+            };
+            let bookmark = crate::bookmarks::snapshot_bookmark(gold, &bookmark_key(input))?;
+            if bookmark.is_none() {
+                continue;
+            }
+            // Gold is derived: a bookmark whose snapshot another writer expired is no input
+            // position lost, as silver's current rows give every gold row again.
+            let rewritten = match scan::rewritten_since(table, bookmark) {
+                Ok(rewritten) => rewritten,
+                Err(Error::Bookmark(why)) => return Ok(Some(why)),
+                Err(e) => return Err(e),
+            };
+            if let Some(snapshot) = rewritten {
+                return Ok(Some(format!(
+                    "{} snapshot {} ({:?}) deleted or rewrote rows since the bookmark",
+                    table.identifier(),
+                    snapshot.snapshot_id(),
+                    snapshot.summary().operation
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Recomputes and commits every planned gold table.
@@ -207,6 +261,9 @@ impl Gold {
             engine::collect(&self.ctx.engine, &df, query.clone().into_unoptimized_plan()).await?;
         let view = inline_keys(&touched)?.unwrap_or_else(|| query.into_unoptimized_plan());
         df.register_table("t", Arc::new(ViewTable::new(view, None)))?;
+        if output.layout.columns.iter().any(|c| c.name == "asset_name") {
+            self.register_asset_names(&df).await?;
+        }
         let keys = Touched {
             days: days_of(&touched, output.time_column)?,
             spans: Spans::of(&touched, output.time_column, output.span_us)?,
@@ -218,13 +275,18 @@ impl Gold {
         };
         let mut run = TableRun::default();
         let (mut added, mut removed) = (Vec::new(), Vec::new());
-        if !keys.days.is_empty() {
+        // A rebuild replaces the whole table, even when silver has no rows left.
+        if !keys.days.is_empty() || plan.rebuild {
             run.rows_in = match output.reads {
                 Reads::Silver => self.register_silver(&df, &silver_tables, &keys).await?,
                 Reads::Minutes => self.register_minutes(&df, plan, &keys).await?,
                 Reads::Prior => plan.inputs.iter().map(|i| i.new_records).sum(),
             };
-            let old = files_in(&gold, &keys.days, None, output.partition).await?;
+            let old = if plan.rebuild {
+                scan::live_data_files(&gold).await?
+            } else {
+                files_in(&gold, &keys.days, None, output.partition).await?
+            };
             df.register_table(
                 "old",
                 Arc::new(IcebergProvider::with_files(gold.clone(), old.clone())?),
@@ -239,7 +301,7 @@ impl Gold {
                 "prior",
                 Arc::new(IcebergProvider::with_files(gold.clone(), prior)?),
             )?;
-            let written = self.rewrite(&df, &gold, output).await?;
+            let written = self.rewrite(&df, &gold, output, !plan.rebuild).await?;
             run.writers = written.iter().map(|w| w.writer.clone()).collect();
             added = written.into_iter().map(|w| w.file).collect::<Vec<_>>();
             run.rows_out = added.iter().map(|f| f.record_count()).sum();
@@ -263,6 +325,30 @@ impl Gold {
         run.snapshot_id = Some(outcome.snapshot_id);
         run.commit_attempts = outcome.attempts;
         Ok(run)
+    }
+
+    /// View `asset_names` (`base`, `asset_name`): each current asset's name by its symbol in
+    /// upper case, the best-ranked one where two assets share a symbol; empty until `run
+    /// assets` has made `silver.assets`. Names are what the table says when a candle is
+    /// computed: a rename reaches the candles recomputed after it.
+    async fn register_asset_names(&self, df: &SessionContext) -> Result<()> {
+        let assets = cryptolake_catalog::layout::silver_assets();
+        let sql = match self.ctx.lake.table_if_exists(&assets.ident()).await? {
+            Some(table) => {
+                df.register_table("assets", Arc::new(IcebergProvider::new(table)?))?;
+                "SELECT upper(symbol) AS base, \
+                   first_value(name ORDER BY rank ASC NULLS LAST, id) AS asset_name \
+                 FROM assets WHERE valid_to IS NULL AND symbol IS NOT NULL AND name IS NOT NULL \
+                 GROUP BY upper(symbol)"
+            }
+            None => {
+                "SELECT base, asset_name FROM (VALUES (CAST(NULL AS VARCHAR), \
+                 CAST(NULL AS VARCHAR))) AS v(base, asset_name) WHERE base IS NOT NULL"
+            }
+        };
+        let view = df.sql(sql).await?.into_unoptimized_plan();
+        df.register_table("asset_names", Arc::new(ViewTable::new(view, None)))?;
+        Ok(())
     }
 
     /// Views `quotes` and `trades`: the silver files of the touched partitions whose
@@ -329,16 +415,25 @@ impl Gold {
         Ok(rows)
     }
 
-    /// One plan that writes the recomputed rows of the touched keys and the old rows of the
-    /// untouched ones (views `t`, `quotes`, `trades` and `old` registered in `df`). The rows
-    /// meet in one write task, so a run leaves one file per gold partition, as before.
+    /// One plan that writes the recomputed rows of the touched keys and, with `keep_old`, the
+    /// old rows of the untouched ones (views `t`, `quotes`, `trades` and `old` registered in
+    /// `df`). The rows meet in one write task, so a run leaves one file per gold partition, as
+    /// before.
     async fn rewrite(
         &self,
         df: &SessionContext,
         gold: &Table,
         output: &GoldOutput,
+        keep_old: bool,
     ) -> Result<Vec<WrittenFile>> {
         let new_rows = df.sql(&output.compute_sql).await?;
+        let table_ref = Arc::new(TableRef::of(gold));
+        let target = self.ctx.settings.target_file_size;
+        if !keep_old {
+            let rows = new_rows.into_unoptimized_plan();
+            let write = TableWriteNode::new(rows, table_ref.clone(), target).single_task(true);
+            return engine::write(&self.ctx.engine, df, &table_ref, write.into_plan()).await;
+        }
         // The old rows under the new rows' column order and types, so the two can be unioned.
         let columns: Vec<Expr> = new_rows
             .schema()
@@ -351,10 +446,7 @@ impl Gold {
             .collect();
         let kept = df.sql(&anti_join_sql(output.keys)).await?.select(columns)?;
         let rows = new_rows.union(kept)?.into_unoptimized_plan();
-        let table_ref = Arc::new(TableRef::of(gold));
-        let write =
-            TableWriteNode::new(rows, table_ref.clone(), self.ctx.settings.target_file_size)
-                .single_task(true);
+        let write = TableWriteNode::new(rows, table_ref.clone(), target).single_task(true);
         engine::write(&self.ctx.engine, df, &table_ref, write.into_plan()).await
     }
 
@@ -553,8 +645,15 @@ async fn files_in(
         GoldPartition::Day => days.clone(),
         GoldPartition::Month => days.iter().map(|d| month_of(*d)).collect(),
     };
+    let arity = table.metadata().default_partition_type().fields().len();
     let mut out = Vec::new();
     for f in scan::live_data_files(table).await? {
+        // A file written under another partition spec (another writer changed the table's
+        // and set it back) is always read: its tuple is not the one pruned by here.
+        if f.partition().fields().len() != arity {
+            out.push(f);
+            continue;
+        }
         let mut symbol = None;
         let mut time = None;
         for value in f.partition().iter().flatten() {

@@ -4,7 +4,8 @@
 //! The SQL sees `new_quotes` / `new_trades` (only the silver files appended since the gold
 //! table's bookmark), `t` (the touched keys), and what the table's [`Reads`] names: `quotes` /
 //! `trades` (the silver partitions the touched keys fall into), `minutes` (the one-minute
-//! candles of the touched days), or `prior` (the table's own rows of the touched days). Prices
+//! candles of the touched days), or `prior` (the table's own rows of the touched days); the
+//! candles also see `asset_names` (`base`, `asset_name` from `silver.assets`). Prices
 //! stay exact decimals. A trade's notional (price x quantity) is rounded to the tables' scale
 //! once, per trade, and every sum is of such values: so sums add up exactly however the rows
 //! are batched, and an hour's candle rolled up from its minutes, or a day's position from its
@@ -129,8 +130,9 @@ fn candles_1m() -> GoldOutput {
                CAST(tr.volume AS DECIMAL(38, 16)) AS volume,
                CAST(tr.notional / tr.volume AS DECIMAL(38, 16)) AS vwap,
                qa.quote_count, COALESCE(tr.trade_count, 0) AS trade_count,
-               CAST(tr.notional AS DECIMAL(38, 16)) AS notional
-             FROM qa LEFT JOIN tr ON qa.symbol = tr.symbol AND qa.window_start = tr.window_start"
+               CAST(tr.notional AS DECIMAL(38, 16)) AS notional, n.asset_name
+             FROM qa LEFT JOIN tr ON qa.symbol = tr.symbol AND qa.window_start = tr.window_start
+             LEFT JOIN asset_names n ON n.base = upper(split_part(qa.symbol, '-', 1))"
         ),
         keys: &["symbol", "window_start"],
         time_column: "window_start",
@@ -161,13 +163,13 @@ fn candles_1h() -> GoldOutput {
                  sum(CAST(notional AS DECIMAL(76, 16))) AS notional,
                  sum(quote_count) AS quote_count, sum(trade_count) AS trade_count
                FROM m GROUP BY symbol, window_start)
-             SELECT symbol, window_start, window_start + INTERVAL '1 hour' AS window_end,
-               open, high, low, close,
-               CAST(volume AS DECIMAL(38, 16)) AS volume,
-               CAST(notional / volume AS DECIMAL(38, 16)) AS vwap,
-               quote_count, trade_count,
-               CAST(notional AS DECIMAL(38, 16)) AS notional
-             FROM h"
+             SELECT h.symbol, h.window_start, h.window_start + INTERVAL '1 hour' AS window_end,
+               h.open, h.high, h.low, h.close,
+               CAST(h.volume AS DECIMAL(38, 16)) AS volume,
+               CAST(h.notional / h.volume AS DECIMAL(38, 16)) AS vwap,
+               h.quote_count, h.trade_count,
+               CAST(h.notional AS DECIMAL(38, 16)) AS notional, n.asset_name
+             FROM h LEFT JOIN asset_names n ON n.base = upper(split_part(h.symbol, '-', 1))"
             .into(),
         keys: &["symbol", "window_start"],
         time_column: "window_start",
