@@ -42,8 +42,9 @@ fi
 # Kafka producer and consumer of the ingest-kafka tests; kubernetes-validate, which checks
 # docker/k8s/ against the Kubernetes schemas; Selenium, which drives Debian's Chromium through
 # the console's pages (with Debian's chromedriver: nothing is downloaded at test time);
-# prometheus-client, whose parser reads the /metrics scrape independently.
-REQS="pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0 selenium==4.45.0 prometheus-client==0.26.0"
+# prometheus-client, whose parser reads the /metrics scrape independently; schemathesis, which
+# fuzzes the submission API against its own OpenAPI description.
+REQS="pyiceberg[glue,sql-sqlite,pyarrow,pyiceberg-core]==0.12.0 duckdb==1.5.5 duckdb-extension-iceberg==1.5.5 duckdb-extension-avro==1.5.5 duckdb-extension-httpfs==1.5.5 moto[server]==5.2.5 kafka-python==3.0.12 kubernetes-validate==1.31.0 selenium==4.45.0 prometheus-client==0.26.0 schemathesis==4.32.5"
 stamp="$CRYPTOLAKE_VENV/.cryptolake-reqs"
 if [ ! -x "$CRYPTOLAKE_VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$REQS" ]; then
   echo "setup: creating $CRYPTOLAKE_VENV"

@@ -261,6 +261,8 @@ pub struct DaemonParams {
     pub serve_api: bool,
     /// More routes served beside the API (the web console), with their own authentication.
     pub console: Option<axum::Router>,
+    /// Which submitted `args` the API accepts for a job.
+    pub args_check: crate::api::ArgsCheck,
 }
 
 /// Runs the daemon until `shutdown` completes. Runs still going are left to finish; the next
@@ -302,6 +304,7 @@ pub async fn start_scheduler(
         jobs: params.jobs,
         schedules: params.schedules,
         max_body_bytes: params.config.max_body_bytes,
+        args_check: params.args_check,
     });
     let app = match params.console {
         Some(console) => app.merge(console),

@@ -11,6 +11,9 @@ pub enum Error {
     Config(String),
     #[error("run {0} not found")]
     RunNotFound(i64),
+    /// A request the API cannot take (a path or query that does not parse).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("run history: {0}")]
     History(#[from] sqlx::Error),
     #[error("{0}")]

@@ -110,7 +110,7 @@ pub fn run_python(script: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("CRYPTOLAKE_TEST_PYTHON").unwrap_or_else(|_| {
         let home = std::env::var("HOME").unwrap_or_default();
         let venv = format!("{home}/.cache/cryptolake/venv/bin/python");
