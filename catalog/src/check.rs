@@ -8,7 +8,6 @@
 //! manifests; and for Glue, the registration Athena looks up (`table_type=ICEBERG`,
 //! `metadata_location`, StorageDescriptor columns and location).
 
-use futures::TryStreamExt;
 use iceberg::TableIdent;
 use iceberg::spec::{FormatVersion, NestedFieldRef, PrimitiveType, TableMetadata, Transform, Type};
 use iceberg::table::Table;
@@ -180,18 +179,29 @@ fn check_field(field: &NestedFieldRef, parent: &str, out: &mut Vec<Finding>) {
     }
 }
 
-/// Reads the current snapshot's manifests (as a reader's planning does) and looks at the
-/// data files' formats.
+/// Reads the current snapshot's manifest list and manifests (as a reader's planning does;
+/// through the cache, whose errors name the file) and looks at the data files' formats.
 async fn check_files(table: &Table) -> Vec<Finding> {
-    if table.metadata().current_snapshot().is_none() {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
         return Vec::new();
-    }
-    let plan = async {
-        let scan = table.scan().build()?;
-        scan.plan_files().await?.try_collect::<Vec<_>>().await
     };
-    let tasks = match plan.await {
-        Ok(tasks) => tasks,
+    let entries = async {
+        let list = crate::cache::manifest_list(table, snapshot).await?;
+        let mut files = Vec::new();
+        for manifest_file in list.entries() {
+            let manifest = crate::cache::manifest(manifest_file, table.file_io()).await?;
+            files.extend(
+                manifest
+                    .entries()
+                    .iter()
+                    .filter(|e| e.is_alive())
+                    .map(|e| (e.content_type(), e.file_format())),
+            );
+        }
+        Ok::<_, crate::Error>(files)
+    };
+    let files = match entries.await {
+        Ok(files) => files,
         Err(e) => {
             return vec![Finding::error(
                 "manifests",
@@ -200,14 +210,28 @@ async fn check_files(table: &Table) -> Vec<Finding> {
         }
     };
     let mut out = Vec::new();
-    let odd = tasks
+    let odd = files
         .iter()
-        .filter(|t| t.data_file_format != iceberg::spec::DataFileFormat::Parquet)
+        .filter(|(_, format)| *format != iceberg::spec::DataFileFormat::Parquet)
         .count();
     if odd > 0 {
         out.push(Finding::warning(
             "file-format",
             format!("{odd} data files are not Parquet"),
+        ));
+    }
+    let deletes = files
+        .iter()
+        .filter(|(content, _)| *content != iceberg::spec::DataContentType::Data)
+        .count();
+    if deletes > 0 {
+        out.push(Finding::warning(
+            "delete-files",
+            format!(
+                "{deletes} delete files (merge-on-read): Athena applies them; cryptolake's jobs \
+                 refuse to read the table, and compaction skips it, until they are rewritten \
+                 into the data files"
+            ),
         ));
     }
     out

@@ -80,7 +80,9 @@ impl ExpireSnapshots {
         let mut out = HashSet::new();
         for ident in self.ctx.lake.list_tables().await? {
             let table = self.ctx.lake.load_table(&ident).await?;
-            let Some(current) = table.metadata().current_snapshot() else {
+            let holder = cryptolake_catalog::commit::bookmark_snapshot(table.metadata())
+                .map_err(|why| Error::Bookmark(format!("{}: {why}", table.identifier())))?;
+            let Some(current) = holder else {
                 continue;
             };
             let keys = current.summary().additional_properties.keys();
@@ -198,12 +200,15 @@ impl ExpireSnapshots {
                         }
                     }));
         }
+        // Every file the table reaches now, read before the commit: a manifest that cannot be
+        // read stops the expiry with the table unchanged, never after snapshots are gone.
+        let reached_before = reachable(&before).await?;
         self.ctx.lake.commit_metadata(&commit).await?;
         let after = self.ctx.lake.load_table(&ident).await?;
         let keep = reachable(&after).await?;
         let mut run = TableRun::default();
         let io = after.file_io();
-        for path in reachable(&before).await?.difference(&keep) {
+        for path in reached_before.difference(&keep) {
             if path.ends_with(".metadata.json") || !io.exists(path).await? {
                 continue;
             }

@@ -25,9 +25,9 @@ use iceberg::scan::FileScanTask;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
 
-use crate::Result;
 use crate::iceberg::scan;
 use crate::iceberg::scan::FileRange;
+use crate::{Error, Result};
 
 fn df_err(e: impl Into<crate::Error>) -> DataFusionError {
     e.into().into_datafusion()
@@ -140,8 +140,14 @@ impl IcebergProvider {
         } else {
             builder.select(columns.iter().copied())
         };
-        let mut tasks: Vec<FileScanTask> =
-            builder.build()?.plan_files().await?.try_collect().await?;
+        let planned = match builder.build()?.plan_files().await {
+            Ok(stream) => stream.try_collect::<Vec<FileScanTask>>().await,
+            Err(e) => Err(e),
+        };
+        let mut tasks = match planned {
+            Ok(tasks) => tasks,
+            Err(e) => return Err(self.named(snapshot, e).await),
+        };
         // iceberg-rust reads a selected `_file` as its metadata column (the data file's path);
         // bronze tables have a real column of that name, which is what a query means.
         if let Some(own) = self
@@ -159,6 +165,28 @@ impl IcebergProvider {
             }
         }
         Ok(tasks)
+    }
+}
+
+impl IcebergProvider {
+    /// iceberg's planning error, or, when a metadata file it read is damaged, the error of
+    /// reading that file through the cache, which names it (iceberg's does not say which).
+    async fn named(&self, snapshot: i64, planning: iceberg::Error) -> Error {
+        let Some(snapshot) = self.table.metadata().snapshot_by_id(snapshot) else {
+            return planning.into();
+        };
+        let list = match cryptolake_catalog::cache::manifest_list(&self.table, snapshot).await {
+            Ok(list) => list,
+            Err(e) => return e.into(),
+        };
+        for manifest in list.entries() {
+            if let Err(e) =
+                cryptolake_catalog::cache::manifest(manifest, self.table.file_io()).await
+            {
+                return e.into();
+            }
+        }
+        planning.into()
     }
 }
 
