@@ -11,7 +11,7 @@
 //! the caller's own check (a bookmark not yet committed, say) must pass. A lost race is retried;
 //! a failed requirement is not, because the caller has to plan again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, btree_map};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use iceberg::spec::{
     DataContentType, DataFile, MAIN_BRANCH, ManifestContentType, ManifestFile, ManifestListWriter,
-    ManifestWriter, ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot,
+    ManifestWriter, ManifestWriterBuilder, NestedField, Operation, Schema, Snapshot, SnapshotRef,
     SnapshotReference, SnapshotRetention, SnapshotSummaryCollector, Summary, TableMetadata,
     TableMetadataBuilder, Type,
 };
@@ -39,13 +39,49 @@ pub type Requirement = Arc<dyn Fn(&TableMetadata) -> Result<(), String> + Send +
 /// loses a job's position.
 pub const BOOKMARK_PREFIX: &str = "cryptolake.bookmark.";
 
-/// A snapshot-id bookmark's value in the table's current snapshot summary; `Err` when it is
-/// there but does not parse (never taken for "no bookmark").
-pub fn bookmark(metadata: &TableMetadata, key: &str) -> Result<Option<i64>, String> {
-    let Some(text) = metadata
-        .current_snapshot()
+/// Summary keys cryptolake writes start with this: a snapshot that has one was committed by
+/// cryptolake (and carries every bookmark forward).
+const OWN_PREFIX: &str = "cryptolake.";
+
+/// The snapshot cryptolake's bookmarks are read from: the current one, or, when other writers
+/// (PyIceberg, Athena, Spark) committed since, the newest ancestor cryptolake committed, as
+/// they do not carry cryptolake's summary keys forward (Flink's committer finds its last
+/// checkpoint in the ancestors the same way). `None` for a table cryptolake never committed
+/// to. `Err` when the walk meets an ancestor that is no longer in the table's history before it
+/// finds one of cryptolake's: the positions are then unknown, never taken for "none".
+pub fn bookmark_snapshot(metadata: &TableMetadata) -> Result<Option<&SnapshotRef>, String> {
+    let mut cursor = metadata.current_snapshot();
+    while let Some(snapshot) = cursor {
+        let summary = &snapshot.summary().additional_properties;
+        if summary.keys().any(|k| k.starts_with(OWN_PREFIX)) {
+            return Ok(Some(snapshot));
+        }
+        let Some(parent) = snapshot.parent_snapshot_id() else {
+            return Ok(None);
+        };
+        cursor = Some(metadata.snapshot_by_id(parent).ok_or_else(|| {
+            format!(
+                "snapshot {parent}, parent of snapshot {} by another writer, is no longer in the \
+                 table's history, so the snapshot holding cryptolake's bookmarks cannot be found \
+                 (expired by another writer?)",
+                snapshot.snapshot_id()
+            )
+        })?);
+    }
+    Ok(None)
+}
+
+/// A bookmark's raw text in [`bookmark_snapshot`]'s summary.
+pub fn bookmark_text(metadata: &TableMetadata, key: &str) -> Result<Option<String>, String> {
+    Ok(bookmark_snapshot(metadata)?
         .and_then(|s| s.summary().additional_properties.get(key))
-    else {
+        .cloned())
+}
+
+/// A snapshot-id bookmark's value in [`bookmark_snapshot`]'s summary; `Err` when it is there
+/// but does not parse (never taken for "no bookmark").
+pub fn bookmark(metadata: &TableMetadata, key: &str) -> Result<Option<i64>, String> {
+    let Some(text) = bookmark_text(metadata, key)? else {
         return Ok(None);
     };
     text.parse()
@@ -296,8 +332,16 @@ impl<'a> Producer<'a> {
         })
     }
 
-    fn manifest_writer(&mut self) -> Result<ManifestWriter> {
+    /// A writer of a new data manifest for partition spec `spec_id` (the table's default for
+    /// added files; an older spec's for entries carried from a manifest written under it).
+    fn manifest_writer(&mut self, spec_id: i32) -> Result<ManifestWriter> {
         let metadata = self.table.metadata();
+        let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: a manifest names partition spec {spec_id}, which the table does not have",
+                self.table.identifier()
+            ))
+        })?;
         let path = format!(
             "{}/metadata/{}-m{}.avro",
             metadata.location(),
@@ -310,7 +354,7 @@ impl<'a> Producer<'a> {
             output,
             Some(self.snapshot_id),
             metadata.current_schema().clone(),
-            metadata.default_partition_spec().as_ref().clone(),
+            spec.as_ref().clone(),
         )
         .build_v2_data())
     }
@@ -319,7 +363,9 @@ impl<'a> Producer<'a> {
     /// file are merged into one new manifest where those files are marked deleted and the rest
     /// stay as existing; once there are [`MERGE_MIN_COUNT`] or more small ones, those are merged
     /// (as Java Iceberg merges manifests on commit), so planning never reads many tiny manifests;
-    /// manifests left with no live file (a previous commit's deletions) are dropped.
+    /// manifests left with no live file (a previous commit's deletions) are dropped. Merging
+    /// keeps partition specs apart: one new manifest per spec the merged ones were written
+    /// under.
     async fn carry_manifests(
         &mut self,
         removed: &[String],
@@ -339,7 +385,7 @@ impl<'a> Producer<'a> {
         let merge_small = list.entries().iter().filter(|m| small(m)).count() >= MERGE_MIN_COUNT;
         let mut found: HashSet<String> = HashSet::new();
         let mut out = Vec::new();
-        let mut merged: Option<(ManifestWriter, usize)> = None;
+        let mut merged: BTreeMap<i32, (ManifestWriter, usize)> = BTreeMap::new();
         for manifest_file in list.entries() {
             if manifest_file.content != ManifestContentType::Data {
                 out.push(manifest_file.clone());
@@ -364,11 +410,12 @@ impl<'a> Producer<'a> {
                 out.push(manifest_file.clone());
                 continue;
             }
-            if merged.is_none() {
-                merged = Some((self.manifest_writer()?, 0));
-            }
-            let Some((writer, entries)) = merged.as_mut() else {
-                unreachable!("set above")
+            // Entries keep the partition spec they were written under (another writer may
+            // have changed the table's since): one merged manifest per spec.
+            let spec_id = manifest_file.partition_spec_id;
+            let (writer, entries) = match merged.entry(spec_id) {
+                btree_map::Entry::Occupied(e) => e.into_mut(),
+                btree_map::Entry::Vacant(e) => e.insert((self.manifest_writer(spec_id)?, 0)),
             };
             for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
                 let seq = entry
@@ -387,10 +434,10 @@ impl<'a> Producer<'a> {
                 *entries += 1;
             }
         }
-        if let Some((writer, entries)) = merged
-            && entries > 0
-        {
-            out.push(writer.write_manifest_file().await?);
+        for (writer, entries) in merged.into_values() {
+            if entries > 0 {
+                out.push(writer.write_manifest_file().await?);
+            }
         }
         if let Some(path) = removed.iter().find(|p| !found.contains(p.as_str())) {
             return Err(self.missing(path));
@@ -406,7 +453,7 @@ impl<'a> Producer<'a> {
     }
 
     async fn write_added(&mut self, added: &[DataFile]) -> Result<ManifestFile> {
-        let mut writer = self.manifest_writer()?;
+        let mut writer = self.manifest_writer(self.table.metadata().default_partition_spec_id())?;
         for file in added {
             writer.add_file(file.clone(), self.sequence_number)?;
         }
@@ -431,7 +478,16 @@ impl<'a> Producer<'a> {
             .current_snapshot()
             .map(|s| s.summary().additional_properties.clone())
             .unwrap_or_default();
-        for (key, value) in &previous {
+        // Bookmarks come from cryptolake's newest snapshot, which another writer's commits
+        // since did not carry forward; totals from the current one.
+        let ours = bookmark_snapshot(metadata)
+            .map_err(|reason| Error::RequirementFailed {
+                table: self.table.identifier().to_string(),
+                reason,
+            })?
+            .map(|s| s.summary().additional_properties.clone())
+            .unwrap_or_default();
+        for (key, value) in &ours {
             if key.starts_with(BOOKMARK_PREFIX) && !properties.contains_key(key) {
                 properties.insert(key.clone(), value.clone());
             }

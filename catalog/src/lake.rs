@@ -59,6 +59,7 @@ impl Lake {
         // One catalog call for a table that exists (a Glue GetTable), not an existence check
         // and then the load: a per-minute run ensures every table it touches.
         if let Some(table) = self.table_if_exists(&ident).await? {
+            layout.check_partition_spec(table.metadata())?;
             let missing = layout.missing_columns(table.metadata().current_schema())?;
             if missing.is_empty() {
                 return Ok(table);

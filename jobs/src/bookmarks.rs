@@ -13,7 +13,9 @@
 //! | `cryptolake.ingest-files.expired-taken` | bronze table property | a file listing the landing files expired snapshots took |
 //!
 //! Keys under `cryptolake.bookmark.` are carried forward by every commit (the catalog's commit
-//! layer), so a compaction never loses a job's position.
+//! layer), so a compaction never loses a job's position; other writers' commits do not carry
+//! them, so they are read from the newest snapshot cryptolake committed
+//! ([`cryptolake_catalog::commit::bookmark_snapshot`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -64,11 +66,21 @@ fn unreadable(table: &str, snapshot: i64, key: &str, why: String) -> Error {
     ))
 }
 
-/// A snapshot-id bookmark (silver's, gold's) in the current snapshot: `None` when the table
-/// has none yet.
+/// The snapshot holding the table's bookmarks: the newest one cryptolake committed, which
+/// other writers' commits since may have left behind ([`commit::bookmark_snapshot`]).
+fn holder(table: &Table) -> Result<Option<&iceberg::spec::SnapshotRef>> {
+    cryptolake_catalog::commit::bookmark_snapshot(table.metadata()).map_err(|why| {
+        Error::Bookmark(format!(
+            "{}: {why}: input positions are never guessed, so nothing was read or committed",
+            table.identifier()
+        ))
+    })
+}
+
+/// A snapshot-id bookmark (silver's, gold's): `None` when the table has none yet.
 pub fn snapshot_bookmark(table: &Table, key: &str) -> Result<Option<i64>> {
     let name = table.identifier().to_string();
-    let Some(current) = table.metadata().current_snapshot() else {
+    let Some(current) = holder(table)? else {
         return Ok(None);
     };
     let Some(text) = current.summary().additional_properties.get(key) else {
@@ -79,12 +91,12 @@ pub fn snapshot_bookmark(table: &Table, key: &str) -> Result<Option<i64>> {
         .map_err(|e| unreadable(&name, current.snapshot_id(), key, format!("{text:?}: {e}")))
 }
 
-/// A topic's committed offsets in the current snapshot, and the bookmark's raw text (what the
-/// commit requires unchanged).
+/// A topic's committed offsets, and the bookmark's raw text (what the commit requires
+/// unchanged).
 pub fn kafka_offsets(table: &Table, topic: &str) -> Result<(BTreeMap<i32, i64>, Option<String>)> {
     let key = kafka_offsets_key(topic);
     let name = table.identifier().to_string();
-    let Some(current) = table.metadata().current_snapshot() else {
+    let Some(current) = holder(table)? else {
         return Ok((BTreeMap::new(), None));
     };
     let Some(text) = current.summary().additional_properties.get(&key) else {

@@ -298,15 +298,27 @@ impl BackgroundWriter {
             .map_err(|e| crate::Error::Internal(format!("the writer task failed: {e}")))?
     }
 }
-/// A batch under the table's exact Arrow schema (types, field ids, nullability), by name.
+
+/// A batch under the table's exact Arrow schema (types, field ids, nullability), by name. An
+/// optional column the input lacks (one another writer added, such as Athena's `ALTER TABLE ADD
+/// COLUMNS`) is written null; a required one is an error.
 pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = schema
         .fields()
         .iter()
         .map(|field| {
-            let column = batch.column_by_name(field.name()).ok_or_else(|| {
-                Error::Internal(format!("the input lacks column {}", field.name()))
-            })?;
+            let Some(column) = batch.column_by_name(field.name()) else {
+                if field.is_nullable() {
+                    return Ok(arrow::array::new_null_array(
+                        field.data_type(),
+                        batch.num_rows(),
+                    ));
+                }
+                return Err(Error::Internal(format!(
+                    "the input lacks column {}",
+                    field.name()
+                )));
+            };
             Ok(if column.data_type() == field.data_type() {
                 column.clone()
             } else {

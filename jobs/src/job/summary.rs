@@ -25,6 +25,9 @@ pub struct TableRun {
     /// cluster.
     #[serde(skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub writers: std::collections::BTreeSet<String>,
+    /// Why the job left the table alone (compact: it has delete files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -89,6 +89,11 @@ pub struct CompactTablePlan {
     /// Live files the `filter` selected (all of them without one).
     pub selected_files: usize,
     pub groups: Vec<CompactGroup>,
+    /// Why the table is left alone: it has delete files (merge-on-read, from Athena or
+    /// Spark), which compaction does not apply, so rewriting its files would bring deleted
+    /// rows back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// The plan of a compaction run.
@@ -132,7 +137,29 @@ impl Compact {
         let mut tables = Vec::new();
         for ident in idents {
             let table = self.ctx.lake.load_table(&ident).await?;
+            // The pipeline's tables are rewritten by their own spec only, as they are written.
+            if let Some(layout) = cryptolake_catalog::layout::layout_of(&ident) {
+                layout.check_partition_spec(table.metadata())?;
+            }
             let target = self.target_of(&table)?;
+            let deletes = scan::delete_manifests(&table).await?;
+            if deletes > 0 {
+                let why = format!(
+                    "has delete files ({deletes} manifest(s)), which compaction does not apply: \
+                     rewriting its data files would bring deleted rows back"
+                );
+                tracing::warn!(table = %ident, "compaction skips the table: it {why}");
+                tables.push(CompactTablePlan {
+                    table: ident.to_string(),
+                    target_size: target,
+                    snapshot_id: table.metadata().current_snapshot_id(),
+                    live_files: 0,
+                    selected_files: 0,
+                    groups: Vec::new(),
+                    skipped: Some(why),
+                });
+                continue;
+            }
             let files = scan::live_data_files(&table).await?;
             let live_files = files.len();
             let files = match &self.options.filter {
@@ -147,6 +174,7 @@ impl Compact {
                 live_files,
                 selected_files: files.len(),
                 groups,
+                skipped: None,
             });
         }
         Ok(CompactPlan { tables })
@@ -157,6 +185,15 @@ impl Compact {
         let mut summary = RunSummary::new(JOB);
         let groups: u64 = plan.tables.iter().map(|t| t.groups.len() as u64).sum();
         self.ctx.progress.start("compact: file groups", groups);
+        for table_plan in &plan.tables {
+            if let Some(why) = &table_plan.skipped {
+                let run = TableRun {
+                    skipped: Some(why.clone()),
+                    ..TableRun::default()
+                };
+                summary.tables.insert(table_plan.table.clone(), run);
+            }
+        }
         for table_plan in plan.tables.into_iter().filter(|t| !t.groups.is_empty()) {
             let run = self.compact_table(&table_plan).await?;
             summary.tables.insert(table_plan.table.clone(), run);

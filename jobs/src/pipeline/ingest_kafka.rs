@@ -33,15 +33,10 @@ use crate::{Error, Result};
 
 const JOB: &str = "ingest-kafka";
 
-/// The topic's offsets bookmark as raw text in this metadata's current snapshot: what the
-/// commit requires unchanged.
-fn current_bookmark(metadata: &TableMetadata, topic: &str) -> Option<String> {
-    metadata
-        .current_snapshot()?
-        .summary()
-        .additional_properties
-        .get(&kafka_offsets_key(topic))
-        .cloned()
+/// The topic's offsets bookmark as raw text in this metadata (in the newest snapshot
+/// cryptolake committed): what the commit requires unchanged.
+fn current_bookmark(metadata: &TableMetadata, topic: &str) -> Result<Option<String>, String> {
+    cryptolake_catalog::commit::bookmark_text(metadata, &kafka_offsets_key(topic))
 }
 
 /// One partition's part of the run.
@@ -338,7 +333,7 @@ fn messages_read(topic: &str, written: &[WrittenFile]) -> Result<u64> {
 fn offsets_unchanged(topic: &str, planned: Option<String>) -> cryptolake_catalog::Requirement {
     let topic = topic.to_string();
     Arc::new(move |metadata| {
-        let now = current_bookmark(metadata, &topic);
+        let now = current_bookmark(metadata, &topic)?;
         if now == planned {
             Ok(())
         } else {

@@ -390,9 +390,12 @@ fn outcome(result: std::result::Result<(), String>, errors: &mut Vec<String>) ->
     }
 }
 
-/// The rules' state in the table's current snapshot; unreadable state stops the run.
+/// The rules' state in the newest snapshot cryptolake committed to the table; unreadable state
+/// stops the run.
 fn read_state(table: &Table) -> Result<AlertState> {
-    let Some(snapshot) = table.metadata().current_snapshot() else {
+    let holder = cryptolake_catalog::commit::bookmark_snapshot(table.metadata())
+        .map_err(|why| Error::Bookmark(format!("{}: {why}", table.identifier())))?;
+    let Some(snapshot) = holder else {
         return Ok(AlertState::default());
     };
     let Some(text) = snapshot.summary().additional_properties.get(STATE_KEY) else {
