@@ -49,7 +49,7 @@ for m in c:
 print(json.dumps(seen))
 "#;
 
-fn produce(broker: &Broker, first: u32, count: u32) {
+pub(crate) fn produce(broker: &Broker, first: u32, count: u32) {
     let (first, count) = (first.to_string(), count.to_string());
     let args = [broker.address(), "coinbase-trades".into(), first, count];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -62,7 +62,7 @@ fn malformed(n: u32) -> u64 {
 }
 
 /// A project whose `[kafka]` section points at the broker, with a short broker timeout.
-fn kafka_project(broker: &Broker) -> Project {
+pub(crate) fn kafka_project(broker: &Broker) -> Project {
     let p = Project::new();
     let mut config = std::fs::read_to_string(&p.config).unwrap();
     config.push_str(&format!(
@@ -74,7 +74,7 @@ fn kafka_project(broker: &Broker) -> Project {
     p
 }
 
-fn broker_with_trades() -> Broker {
+pub(crate) fn broker_with_trades() -> Broker {
     let broker = Broker::start();
     broker.create_topic("coinbase-trades", 3);
     broker
@@ -94,7 +94,7 @@ fn committed(p: &Project) -> Value {
         .into()
 }
 
-fn distinct_messages(p: &Project) -> u64 {
+pub(crate) fn distinct_messages(p: &Project) -> u64 {
     let rows = p.sql(
         "SELECT count(*) AS n FROM (SELECT DISTINCT _kafka_partition, _kafka_offset \
          FROM bronze.coinbase_trades)",

@@ -11,15 +11,18 @@ mod compaction;
 pub mod console;
 mod containers;
 mod crash;
+mod damaged;
 mod evolution;
 mod fake_api;
 mod glue;
 mod gold_values;
 mod kafka;
+mod kills;
 mod landing;
 #[allow(dead_code)] // shared with the catalog and jobs tests, which use all of it
 #[path = "../../catalog/tests/catalog/moto.rs"]
 mod moto;
+mod neighbours;
 mod pipeline;
 mod poll;
 mod proxy;

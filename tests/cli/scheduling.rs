@@ -369,3 +369,82 @@ fn the_api_holds_to_its_openapi_description_under_schemathesis() {
     assert!(stdout.contains("6 selected"), "{stdout}");
     assert_eq!(daemon.http("GET", "/healthz", None, b"").0, 200);
 }
+
+/// A load of concurrent submissions and reads on loopback keeps run history consistent: every
+/// 201 is a run the history holds and that ran, every 409 (the job at its limit, as Glue's
+/// ConcurrentRunsExceeded) started nothing, never two runs of the job at once, every read
+/// answered.
+#[test]
+fn concurrent_submissions_and_reads_keep_run_history_consistent() {
+    let p = Project::new();
+    let port = free_port();
+    // gold takes at least 300 ms, so that submissions meet it running.
+    let daemon = Daemon::start(&p, port, "gold:before-execute:delay=300");
+    let (started, skipped, reads) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    let (mut started, mut skipped, mut reads) = (0, 0, 0);
+                    for i in 0..12 {
+                        let (code, body) =
+                            daemon.http("POST", "/v1/jobs/gold/runs", Some(TOKEN), b"");
+                        match code {
+                            201 => started += 1,
+                            409 => skipped += 1,
+                            other => panic!("submit: {other} {body}"),
+                        }
+                        let path = if i % 2 == 0 {
+                            "/v1/runs?job=gold"
+                        } else {
+                            "/v1/runs"
+                        };
+                        let (code, body) = daemon.http("GET", path, Some(TOKEN), b"");
+                        assert_eq!(code, 200, "{body}");
+                        reads += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    (started, skipped, reads)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .fold((0, 0, 0), |(a, b, c), (x, y, z)| (a + x, b + y, c + z))
+    });
+    assert_eq!(started + skipped, 6 * 12);
+    assert_eq!(reads, 6 * 12);
+    assert!(
+        started >= 2 && skipped >= 1,
+        "{started} started, {skipped} skipped"
+    );
+    // Wait for the last run, then read the whole history.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = daemon.json("GET", "/v1/runs?job=gold&limit=1000");
+        let active = runs
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r["state"].as_str(), Some("STARTING" | "RUNNING")));
+        if !active {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "runs still active: {runs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let runs = runs.as_array().unwrap();
+    let count = |state: &str| runs.iter().filter(|r| r["state"] == state).count();
+    assert_eq!(runs.len(), started, "no run lost, none made up");
+    assert_eq!(count("SUCCEEDED"), started);
+    // The runs that ran never overlapped (gold's limit is one).
+    let mut spans: Vec<_> = runs
+        .iter()
+        .filter(|r| r["state"] == "SUCCEEDED")
+        .map(|r| (time(r, "started_at"), time(r, "ended_at")))
+        .collect();
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "overlapping runs: {pair:?}");
+    }
+}
