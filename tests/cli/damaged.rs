@@ -303,8 +303,5 @@ fn a_full_disk_fails_clearly_leaves_tables_unchanged_and_the_rerun_is_exact() {
         assert_eq!(p.rows_text(query, columns), roomy.rows_text(query, columns));
     }
     p.ok(&["run", "remove-orphans", "--older-than", "0s"]);
-    let plan = p.json(&["run", "remove-orphans", "--older-than", "0s", "--dry-run"]);
-    for t in plan["remove-orphans"]["tables"].as_array().unwrap() {
-        assert_eq!(t["orphans"].as_array().unwrap().len(), 0, "{t}");
-    }
+    crate::kills::no_orphans(&p);
 }

@@ -285,7 +285,7 @@ fn candles_equal_an_independent_computation_from_the_landing_files() {
 }
 
 /// What an older cryptolake's candle tables look like: PyIceberg (standing in for any other
-/// writer) drops `notional` from their schema.
+/// writer) drops `notional` and the later `asset_name` from their schema.
 const DROP_NOTIONAL: &str = r#"
 import sys
 from pyiceberg.catalog.sql import SqlCatalog
@@ -293,6 +293,7 @@ catalog = SqlCatalog("cryptolake", uri=f"sqlite:///{sys.argv[1]}", warehouse=f"f
 for name in ["gold.candles_1m", "gold.candles_1h"]:
     with catalog.load_table(name).update_schema() as update:
         update.delete_column("notional")
+        update.delete_column("asset_name")
 "#;
 
 fn columns(p: &Project, table: &str) -> Vec<String> {

@@ -114,7 +114,7 @@ fn land(p: &Project, m: u32) {
 }
 
 /// No orphan is left that remove-orphans would not remove, and none it would.
-fn no_orphans(p: &Project) {
+pub(crate) fn no_orphans(p: &Project) {
     let plan = p.json(&["run", "remove-orphans", "--older-than", "0s", "--dry-run"]);
     let tables = plan["remove-orphans"]["tables"].as_array().unwrap();
     for t in tables {

@@ -85,22 +85,26 @@ fn candles(p: &Project) -> Vec<String> {
     p.rows_text(CANDLES, &CANDLE_COLUMNS)
 }
 
+/// A project that ran minute 0.
+fn first_minute() -> Project {
+    let p = Project::new();
+    land(&p, 0);
+    p.ok(&["run", "all"]);
+    p
+}
+
 /// A project that ran minutes 0 and 1 with no neighbour.
 fn untouched() -> Project {
-    let p = Project::new();
-    for m in 0..2 {
-        land(&p, m);
-        p.ok(&["run", "all"]);
-    }
+    let p = first_minute();
+    land(&p, 1);
+    p.ok(&["run", "all"]);
     p
 }
 
 #[test]
 fn a_column_and_a_row_a_neighbour_adds_are_kept_and_every_job_goes_on() {
     let clean = untouched();
-    let p = Project::new();
-    land(&p, 0);
-    p.ok(&["run", "all"]);
+    let p = first_minute();
     for table in ["silver.quotes", "bronze.coinbase_spot"] {
         neighbour(&p, table, &["add_column"]);
     }
@@ -144,9 +148,7 @@ fn a_column_and_a_row_a_neighbour_adds_are_kept_and_every_job_goes_on() {
 
 #[test]
 fn rows_a_neighbour_deletes_stay_deleted_and_gold_is_rebuilt_without_them() {
-    let p = Project::new();
-    land(&p, 0);
-    p.ok(&["run", "all"]);
+    let p = first_minute();
     let before = candles(&p);
     let eth: Vec<&String> = before
         .iter()
@@ -213,9 +215,7 @@ fn rows_a_neighbour_deletes_stay_deleted_and_gold_is_rebuilt_without_them() {
 #[test]
 fn a_partition_spec_a_neighbour_changes_is_refused_until_it_is_set_back() {
     let clean = untouched();
-    let p = Project::new();
-    land(&p, 0);
-    p.ok(&["run", "all"]);
+    let p = first_minute();
     neighbour(&p, "silver.quotes", &["add_hour"]);
     land(&p, 1);
     let quotes_before = quotes(&p);
@@ -250,9 +250,7 @@ fn a_partition_spec_a_neighbour_changes_is_refused_until_it_is_set_back() {
 #[test]
 fn snapshots_a_neighbour_expires_leave_gold_exact() {
     let clean = untouched();
-    let p = Project::new();
-    land(&p, 0);
-    p.ok(&["run", "all"]);
+    let p = first_minute();
     // Silver moves on without gold, then the neighbour expires every snapshot but the last:
     // gold's bookmark names a snapshot silver no longer has, and gold recomputes from silver.
     land(&p, 1);
@@ -276,9 +274,7 @@ fn snapshots_a_neighbour_expires_leave_gold_exact() {
 #[test]
 fn a_neighbours_commit_between_plan_and_commit_is_kept() {
     let clean = untouched();
-    let p = Project::new();
-    land(&p, 0);
-    p.ok(&["run", "all"]);
+    let p = first_minute();
     neighbour(&p, "silver.quotes", &["add_column"]);
     land(&p, 1);
     p.ok(&["run", "ingest-files"]);
