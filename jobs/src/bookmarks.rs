@@ -11,6 +11,7 @@
 //! | `cryptolake.bookmark.kafka.<topic>` | Kafka bronze tables | partition → next offset (JSON) |
 //! | `cryptolake.ingest-files.files` | bronze snapshots | the landing files taken (JSON array of `{"path","version"}`; a bare path from before versions) |
 //! | `cryptolake.ingest-files.expired-taken` | bronze table property | a file listing the landing files expired snapshots took |
+//! | `cryptolake.history-from` | table property | the oldest snapshot cryptolake's last expiry kept |
 //!
 //! Keys under `cryptolake.bookmark.` are carried forward by every commit (the catalog's commit
 //! layer), so a compaction never loses a job's position; other writers' commits do not carry
@@ -36,6 +37,11 @@ pub const FILES_TAKEN_KEY: &str = "cryptolake.ingest-files.files";
 /// Table property naming a JSON file that lists the landing files taken by snapshots that
 /// were expired since (expiry folds their lists in before removing them).
 pub const EXPIRED_TAKEN_PROPERTY: &str = "cryptolake.ingest-files.expired-taken";
+
+/// Table property: the oldest snapshot cryptolake's last expiry kept, where the table's
+/// history now starts. A history that starts anywhere else after an expiry was cut by another
+/// writer, which kept no record of the landing files its expired snapshots took.
+pub const HISTORY_FROM_PROPERTY: &str = "cryptolake.history-from";
 
 /// A silver table's bookmark on one bronze source.
 pub fn silver_key(source: &str) -> String {
@@ -224,8 +230,57 @@ pub async fn expired_taken(table: &Table) -> Result<Vec<TakenFile>> {
     })
 }
 
+/// The oldest ancestor of the current snapshot still in the table, and whether snapshots
+/// before it were expired: its parent is gone, or (as PyIceberg's expiry clears the parent)
+/// it has none yet is not a v2 table's first commit (sequence number 1).
+pub fn history_start(metadata: &TableMetadata) -> Option<(i64, bool)> {
+    let mut oldest = metadata.current_snapshot()?;
+    loop {
+        match oldest.parent_snapshot_id() {
+            None => return Some((oldest.snapshot_id(), oldest.sequence_number() > 1)),
+            Some(parent) => match metadata.snapshot_by_id(parent) {
+                Some(p) => oldest = p,
+                None => return Some((oldest.snapshot_id(), true)),
+            },
+        }
+    }
+}
+
+/// That the table's history reaches back to its first snapshot, or starts where cryptolake's
+/// own expiry left it (which folded the removed snapshots' lists into the log). Where another
+/// writer expired snapshots (Athena's `VACUUM`, Spark's or PyIceberg's expiry), the landing
+/// files they took are unknown: taking files again would duplicate them, so nothing is taken
+/// until an operator accepts the new start ([`HISTORY_FROM_PROPERTY`]), and with it that the
+/// files those snapshots took are taken again.
+pub fn check_history(table: &Table) -> Result<()> {
+    let metadata = table.metadata();
+    let Some((start, cut)) = history_start(metadata) else {
+        return Ok(());
+    };
+    if !cut {
+        return Ok(());
+    }
+    let properties = metadata.properties();
+    match properties.get(HISTORY_FROM_PROPERTY) {
+        Some(from) if *from == start.to_string() => Ok(()),
+        // Cut by a cryptolake from before the property (it folded every list it removed).
+        None if properties.contains_key(EXPIRED_TAKEN_PROPERTY) => Ok(()),
+        _ => Err(Error::Bookmark(format!(
+            "{}: snapshots before snapshot {start} were expired by another writer, which kept no \
+             record of the landing files they took: input positions are never guessed, so \
+             nothing was taken. To take the landing files those snapshots took again (bronze \
+             then holds their records twice; silver keeps each once), set the table property \
+             {HISTORY_FROM_PROPERTY} = {start} (Athena `ALTER TABLE ... SET TBLPROPERTIES`, \
+             PyIceberg `set_properties`); or move those files out of the landing zone first",
+            table.identifier()
+        ))),
+    }
+}
+
 /// Every landing file the table has taken: its snapshots' lists and the expired ones' log.
+/// A history another writer cut is an error ([`check_history`]).
 pub async fn taken_files(table: &Table) -> Result<Taken> {
+    check_history(table)?;
     let name = table.identifier().to_string();
     let mut taken = taken_in_snapshots(&name, table.metadata())?;
     taken.extend(expired_taken(table).await?);

@@ -34,6 +34,13 @@ elif action == "add_hour":
 elif action == "drop_hour":
     with t.update_spec() as u:
         u.remove_field("event_hour")
+elif action == "acknowledge":
+    # The operator's word that the files the expired snapshots took are in the table.
+    s = t.current_snapshot()
+    while s.parent_snapshot_id is not None and t.snapshot_by_id(s.parent_snapshot_id) is not None:
+        s = t.snapshot_by_id(s.parent_snapshot_id)
+    with t.transaction() as tx:
+        tx.set_properties({"cryptolake.history-from": str(s.snapshot_id)})
 elif action == "expire":
     keep = t.current_snapshot().snapshot_id
     old = [s.snapshot_id for s in t.snapshots() if s.snapshot_id != keep]
@@ -53,8 +60,8 @@ fn neighbour(p: &Project, table: &str, action: &[&str]) -> String {
     v["operation"].as_str().unwrap().to_string()
 }
 
-/// Minute `m` of two symbols' data, landed but not run.
-fn land(p: &Project, m: u32) {
+/// Minute `m` of two symbols' data, landed but not run; returns `gen`'s counts per source.
+fn land(p: &Project, m: u32) -> serde_json::Map<String, serde_json::Value> {
     let start = format!("2026-01-01T00:{m:02}:00Z");
     let seed = (m + 40).to_string();
     p.generate(&[
@@ -66,7 +73,7 @@ fn land(p: &Project, m: u32) {
         "2",
         "--start",
         &start,
-    ]);
+    ])
 }
 
 const QUOTES: &str = "SELECT source, symbol, CAST(event_time AS VARCHAR) AS t, \
@@ -322,5 +329,66 @@ fn a_neighbours_commit_between_plan_and_commit_is_kept() {
     assert!(
         again[0]["tables"].as_object().unwrap().is_empty(),
         "{again}"
+    );
+}
+
+/// Landing files are never taken twice unasked after another writer expires a bronze table's
+/// snapshots (Athena's `VACUUM` would): their lists of files taken are gone, so ingest-files
+/// stops, naming the new start of the history, until an operator accepts it, and with it that
+/// those files are taken again. cryptolake's own expiry folds the lists into a log first and
+/// records the start, so ingest goes on after it.
+#[test]
+fn landing_files_are_never_taken_twice_unasked_after_a_neighbour_expires_bronze_snapshots() {
+    let table = "bronze.coinbase_spot";
+    let p = Project::new();
+    let minute0 = land(&p, 0);
+    p.ok(&["run", "all"]);
+    land(&p, 1);
+    p.ok(&["run", "ingest-files"]);
+    let before = p.count(table);
+    neighbour(&p, table, &["expire"]);
+    let minute2 = land(&p, 2);
+    let out = p.output(&["run", "ingest-files"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    assert!(
+        err.contains("bronze.coinbase_spot: snapshots before snapshot ")
+            && err.contains("expired by another writer"),
+        "{err}"
+    );
+    assert_eq!(p.count(table), before);
+    // Accepted: minute 0's files (the expired snapshot's) come again with minute 2's.
+    neighbour(&p, table, &["acknowledge"]);
+    p.ok(&["run", "ingest-files"]);
+    let field = crate::common::field;
+    assert_eq!(
+        p.count(table),
+        before
+            + field(&minute2, "coinbase_spot", "records")
+            + field(&minute0, "coinbase_spot", "records")
+    );
+    // Silver's bookmark named the expired snapshot: it stops too, never guessing.
+    let out = p.output(&["run", "silver"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(70), "{err}");
+    assert!(
+        err.contains("is not in the history of bronze.coinbase_spot"),
+        "{err}"
+    );
+    // cryptolake's own expiry records where the history starts: ingest goes on after it.
+    p.ok(&[
+        "run",
+        "expire-snapshots",
+        "--older-than",
+        "0s",
+        "--retain-last",
+        "1",
+    ]);
+    let minute3 = land(&p, 3);
+    let now = p.count(table);
+    p.ok(&["run", "ingest-files"]);
+    assert_eq!(
+        p.count(table),
+        now + field(&minute3, "coinbase_spot", "records")
     );
 }

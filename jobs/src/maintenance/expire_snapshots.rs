@@ -19,7 +19,8 @@ use serde::Serialize;
 use super::options::tables_or_all;
 use super::reachable::reachable;
 use crate::bookmarks::{
-    EXPIRED_TAKEN_PROPERTY, expired_taken, files_taken, is_snapshot_bookmark, snapshot_bookmark,
+    EXPIRED_TAKEN_PROPERTY, HISTORY_FROM_PROPERTY, expired_taken, files_taken,
+    is_snapshot_bookmark, snapshot_bookmark,
 };
 use crate::iceberg::scan;
 use crate::job::context::JobContext;
@@ -158,6 +159,11 @@ impl ExpireSnapshots {
         let before = self.ctx.lake.load_table(&ident).await?;
         let expiring: HashSet<i64> = plan.expire.iter().copied().collect();
         let mut commit = MetadataCommit::new(ident.clone()).remove_snapshots(plan.expire.clone());
+        // Where the history will start: ingest-files then knows the cut is cryptolake's, whose
+        // expiry folds the landing files the removed snapshots took into the log.
+        if let Some(start) = history_start_after(&before, &expiring) {
+            commit = commit.set_property(HISTORY_FROM_PROPERTY, start.to_string());
+        }
         // Fold the landing files the expiring snapshots took into the log first.
         // An unreadable list stops the expiry: dropping it would let ingest-files take those
         // landing files again.
@@ -229,6 +235,21 @@ impl ExpireSnapshots {
         }
         Ok(summary.finish(started.elapsed()))
     }
+}
+
+/// The oldest ancestor of the current snapshot that `expiring` keeps, when it removes that
+/// ancestor's parent; `None` when the expiry leaves the current history whole.
+fn history_start_after(table: &Table, expiring: &HashSet<i64>) -> Option<i64> {
+    let metadata = table.metadata();
+    let mut cursor = metadata.current_snapshot();
+    while let Some(snapshot) = cursor {
+        let parent = snapshot.parent_snapshot_id()?;
+        if expiring.contains(&parent) {
+            return Some(snapshot.snapshot_id());
+        }
+        cursor = metadata.snapshot_by_id(parent);
+    }
+    None
 }
 
 impl crate::Job for ExpireSnapshots {
