@@ -76,6 +76,16 @@ fn land(p: &Project, m: u32) -> serde_json::Map<String, serde_json::Value> {
     ])
 }
 
+/// Compaction of silver.quotes, whatever its files' count.
+const COMPACT_QUOTES: [&str; 6] = [
+    "run",
+    "compact",
+    "--table",
+    "silver.quotes",
+    "--min-input-files",
+    "2",
+];
+
 const QUOTES: &str = "SELECT source, symbol, CAST(event_time AS VARCHAR) AS t, \
      CAST(price AS VARCHAR) AS price FROM silver.quotes ORDER BY source, symbol, t, price";
 const QUOTE_COLUMNS: [&str; 4] = ["source", "symbol", "t", "price"];
@@ -133,14 +143,7 @@ fn a_column_and_a_row_a_neighbour_adds_are_kept_and_every_job_goes_on() {
         p.count("bronze.coinbase_spot"),
         clean.count("bronze.coinbase_spot")
     );
-    p.ok(&[
-        "run",
-        "compact",
-        "--table",
-        "silver.quotes",
-        "--min-input-files",
-        "2",
-    ]);
+    p.ok(&COMPACT_QUOTES);
     assert_eq!(quotes(&p), want);
     let noted = p.sql("SELECT count(*) AS n FROM silver.quotes WHERE note = 'kept'");
     assert_eq!(noted[0]["n"], 1);
@@ -199,14 +202,7 @@ fn rows_a_neighbour_deletes_stay_deleted_and_gold_is_rebuilt_without_them() {
     assert_eq!(quotes(&p), silver_left);
     land(&p, 1);
     p.ok(&["run", "all"]);
-    p.ok(&[
-        "run",
-        "compact",
-        "--table",
-        "silver.quotes",
-        "--min-input-files",
-        "2",
-    ]);
+    p.ok(&COMPACT_QUOTES);
     let minute0 = p.sql(
         "SELECT count(*) AS n FROM silver.quotes WHERE event_time < '2026-01-01T00:01:00' \
          AND (symbol = 'ETH-USD' OR event_time < '2026-01-01T00:00:30')",
